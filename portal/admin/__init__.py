@@ -1,0 +1,1 @@
+"""Administration of organizations, zones and accounts (blueprint)."""

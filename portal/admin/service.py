@@ -1,0 +1,114 @@
+"""Rules for organizations, zones and accounts. Services never commit and never read the request.
+
+Invariants kept here:
+- e-mails are unique regardless of case (normalized before they reach the database);
+- nobody deactivates themselves or changes their own role (an organization cannot lock itself out);
+- a police partner's account is never a portal administrator.
+"""
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.auth.passwords import hash_password, password_problem
+from portal.auth.service import normalize_email
+from portal.auth.sessions import close_all_sessions
+from portal.errors import ServiceError
+from portal.models import ORG_KINDS, ROLES, Organization, User, Zone
+
+
+def temporary_password() -> str:
+    """Shown once to the administrator who hands it over; 128 bits, easy to read aloud."""
+    return "-".join(secrets.token_hex(4) for _ in range(4))
+
+
+def create_zone(db: Session, code: str, label: str) -> Zone:
+    code, label = (code or "").strip().upper(), (label or "").strip()
+    if not code or len(code) > 16 or not code.replace("-", "").isalnum():
+        raise ServiceError("Use 1 to 16 letters, digits or dashes.", "code")
+    if not label or len(label) > 80:
+        raise ServiceError("Give the zone a label of at most 80 characters.", "label")
+    if db.scalar(select(Zone.id).where(Zone.code == code)):
+        raise ServiceError("A zone with this code already exists.", "code")
+    zone = Zone(code=code, label=label)
+    db.add(zone)
+    _flush(db, "A zone with this code already exists.", "code")
+    return zone
+
+
+def create_organization(db: Session, name: str, kind: str, zone_ids: list[uuid.UUID]) -> Organization:
+    name = (name or "").strip()
+    if not name or len(name) > 120:
+        raise ServiceError("Give the organization a name of at most 120 characters.", "name")
+    if kind not in ORG_KINDS:
+        raise ServiceError("Choose the organization's kind.", "kind")
+    if db.scalar(select(Organization.id).where(func.lower(Organization.name) == name.lower())):
+        raise ServiceError("An organization with this name already exists.", "name")
+    zones = list(db.scalars(select(Zone).where(Zone.id.in_(zone_ids)))) if zone_ids else []
+    if len(zones) != len(set(zone_ids)):
+        raise ServiceError("Choose zones from the list.", "zones")
+    org = Organization(name=name, kind=kind, zones=zones)
+    db.add(org)
+    _flush(db, "An organization with this name already exists.", "name")
+    return org
+
+
+def create_user(db: Session, org: Organization, email: str, display_name: str, role: str,
+                password: str | None = None, portal_admin: bool = False) -> tuple[User, str | None]:
+    """Create an account. Without `password`, a temporary one is generated and returned once."""
+    email = normalize_email(email)
+    display_name = (display_name or "").strip()
+    if "@" not in email or len(email) > 254:
+        raise ServiceError("Enter a valid e-mail address.", "email")
+    if not display_name or len(display_name) > 120:
+        raise ServiceError("Enter a display name of at most 120 characters.", "display_name")
+    if role not in ROLES:
+        raise ServiceError("Choose a role.", "role")
+    if portal_admin and org.kind == "police_partner":
+        raise ServiceError("A police partner account cannot administer the portal.", "portal_admin")
+    generated = None
+    if password is None:
+        password = generated = temporary_password()
+    elif problem := password_problem(password):
+        raise ServiceError(problem, "password")
+    if db.scalar(select(User.id).where(User.email == email)):
+        raise ServiceError("An account with this e-mail already exists.", "email")
+    user = User(email=email, display_name=display_name, organization=org, role=role,
+                is_portal_admin=portal_admin, password_hash=hash_password(password))
+    db.add(user)
+    _flush(db, "An account with this e-mail already exists.", "email")
+    return user, generated
+
+
+def set_role(db: Session, actor: User, user: User, role: str) -> User:
+    if role not in ROLES:
+        raise ServiceError("Choose a role.", "role")
+    if user.id == actor.id:
+        raise ServiceError("You cannot change your own role; ask another administrator.", "role")
+    user.role = role
+    close_all_sessions(db, user)  # the new role takes effect at the next sign-in, everywhere
+    return user
+
+
+def set_active(db: Session, actor: User, user: User, active: bool) -> User:
+    if user.id == actor.id:
+        raise ServiceError("You cannot deactivate your own account.", "active")
+    user.active = active
+    if not active:
+        close_all_sessions(db, user)  # deactivation ends every session at once
+    return user
+
+
+def _flush(db: Session, message: str, field: str) -> None:
+    """Flush now so a concurrent duplicate fails here, as a form error, not at commit.
+
+    The caller rolls the whole unit of work back on ServiceError, so nothing is written.
+    """
+    try:
+        db.flush()
+    except IntegrityError:
+        raise ServiceError(message, field) from None

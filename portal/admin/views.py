@@ -1,0 +1,169 @@
+"""Administration pages. Thin: forms in, service call, commit, render."""
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, abort, redirect, render_template, url_for
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from portal.admin import service
+from portal.admin.forms import KIND_LABELS, ROLE_LABELS, ActiveForm, OrganizationForm, RoleForm, UserForm, ZoneForm
+from portal.db import get_session
+from portal.errors import ServiceError
+from portal.models import Organization, User, Zone
+from portal.policy import Action, decide
+from portal.policy.gate import require
+from portal.web.htmx import is_htmx
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def load_organization(org_id: uuid.UUID):
+    return get_session().get(Organization, org_id)
+
+
+def load_user(user_id: uuid.UUID):
+    return get_session().get(User, user_id)
+
+
+@bp.app_context_processor
+def _labels():
+    return {"KIND_LABELS": KIND_LABELS, "ROLE_LABELS": ROLE_LABELS}
+
+
+def _fail(form, error: ServiceError) -> None:
+    get_session().rollback()
+    field = getattr(form, error.field, None) if error.field else None
+    (field.errors if field is not None else form.form_errors).append(error.message)
+
+
+# -- organizations ---------------------------------------------------------------------------
+@bp.get("/organizations")
+@require(Action.ORG_LIST)
+def organizations():
+    db = get_session()
+    counts = dict(db.execute(select(User.organization_id, func.count()).group_by(User.organization_id)).all())
+    orgs = db.scalars(select(Organization).order_by(Organization.name)).all()
+    return render_template("admin/organizations.html", orgs=orgs, counts=counts)
+
+
+@bp.route("/organizations/new", methods=["GET", "POST"])
+@require(Action.ORG_CREATE)
+def create_organization():
+    db = get_session()
+    form = OrganizationForm()
+    form.zones.choices = [(str(z.id), f"{z.code} — {z.label}") for z in db.scalars(select(Zone).order_by(Zone.code))]
+    if form.validate_on_submit():
+        try:
+            zone_ids = [uuid.UUID(z) for z in form.zones.data]
+        except ValueError:
+            abort(400)
+        try:
+            org = service.create_organization(db, form.name.data, form.kind.data, zone_ids)
+            admin, password = service.create_user(db, org, form.admin_email.data, form.admin_name.data, "org_admin")
+        except ServiceError as error:
+            if error.field == "email":
+                error.field = "admin_email"
+            elif error.field == "display_name":
+                error.field = "admin_name"
+            _fail(form, error)
+        else:
+            db.commit()
+            return render_template("admin/account_created.html", user=admin, password=password, org=org)
+    return render_template("admin/organization_form.html", form=form), 400 if form.errors else 200
+
+
+@bp.get("/organizations/<uuid:org_id>")
+@require(Action.ORG_VIEW, load=load_organization)
+def organization(org, org_id):
+    can_create = decide(current_user, Action.USER_CREATE, org).allowed
+    return render_template("admin/organization.html", org=org, rows=[_row(u) for u in org.users],
+                           can_create=can_create)
+
+
+# -- zones -----------------------------------------------------------------------------------
+@bp.get("/zones")
+@require(Action.ZONE_LIST)
+def zones():
+    return _zones_page(ZoneForm())
+
+
+@bp.post("/zones")
+@require(Action.ZONE_CREATE)
+def create_zone():
+    form = ZoneForm()
+    if form.validate_on_submit():
+        try:
+            service.create_zone(get_session(), form.code.data, form.label.data)
+        except ServiceError as error:
+            _fail(form, error)
+        else:
+            get_session().commit()
+            return redirect(url_for("admin.zones"), code=303)
+    return _zones_page(form), 400
+
+
+def _zones_page(form):
+    zones = get_session().scalars(select(Zone).order_by(Zone.code)).all()
+    return render_template("admin/zones.html", zones=zones, form=form)
+
+
+# -- accounts --------------------------------------------------------------------------------
+@bp.route("/organizations/<uuid:org_id>/users/new", methods=["GET", "POST"])
+@require(Action.USER_CREATE, load=load_organization)
+def create_user(org, org_id):
+    form = UserForm()
+    if form.validate_on_submit():
+        db = get_session()
+        try:
+            user, password = service.create_user(db, org, form.email.data, form.display_name.data, form.role.data)
+        except ServiceError as error:
+            _fail(form, error)
+        else:
+            db.commit()
+            return render_template("admin/account_created.html", user=user, password=password, org=org)
+    return render_template("admin/user_form.html", form=form, org=org), 400 if form.errors else 200
+
+
+@bp.post("/users/<uuid:user_id>/role")
+@require(Action.USER_MANAGE, load=load_user)
+def change_role(user, user_id):
+    form = RoleForm()
+    return _update_user(user, form, lambda db: service.set_role(db, current_user, user, form.role.data))
+
+
+@bp.post("/users/<uuid:user_id>/active")
+@require(Action.USER_MANAGE, load=load_user)
+def change_active(user, user_id):
+    form = ActiveForm()
+    return _update_user(user, form, lambda db: service.set_active(db, current_user, user, form.active.data))
+
+
+def _update_user(user, form, change):
+    db = get_session()
+    error = None
+    if form.validate_on_submit():
+        try:
+            change(db)
+            db.commit()
+        except ServiceError as exc:
+            db.rollback()
+            db.refresh(user)
+            error = exc.message
+    else:
+        error = "The change could not be read; reload the page and try again."
+    if is_htmx():
+        # 200 even for a refused change: htmx swaps only 2xx, and the row shows the error.
+        return render_template("partials/user_row.html", row=_row(user), error=error)
+    if error:
+        abort(400, error)
+    return redirect(url_for("admin.organization", org_id=user.organization_id), code=303)
+
+
+def _row(user: User) -> dict:
+    """What the users table shows of one account: no password data, no session data."""
+    return {"id": user.id, "email": user.email, "display_name": user.display_name, "role": user.role,
+            "active": user.active, "portal_admin": user.is_portal_admin,
+            "last_login_at": user.last_login_at, "is_self": user.id == current_user.id,
+            "can_manage": user.id != current_user.id and decide(current_user, Action.USER_MANAGE, user).allowed}

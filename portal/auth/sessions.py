@@ -1,0 +1,56 @@
+"""Server-side sessions: the cookie carries a random token, the database its hash.
+
+A session ends at logout, at deactivation (all of the user's sessions), after the idle timeout
+and after the absolute lifetime. A replayed cookie whose row is gone loads no user.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from portal.db import utcnow
+from portal.models import User, UserSession
+
+# Refresh last_seen_at at most this often, so most requests write nothing.
+_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_session(db: Session, user: User) -> str:
+    token = secrets.token_urlsafe(32)
+    db.add(UserSession(token_hash=_hash(token), user_id=user.id))
+    user.session_token = token
+    return token
+
+
+def load_session_user(db: Session, token: str, idle: timedelta, lifetime: timedelta) -> User | None:
+    row = db.get(UserSession, _hash(token))
+    if row is None:
+        return None
+    now = utcnow()
+    user = row.user
+    if not user.is_active or now - row.last_seen_at > idle or now - row.created_at > lifetime:
+        db.delete(row)
+        db.commit()
+        return None
+    if now - row.last_seen_at > _TOUCH_INTERVAL:
+        row.last_seen_at = now
+        db.commit()
+    user.session_token = token
+    return user
+
+
+def close_session(db: Session, token: str | None) -> None:
+    if token:
+        db.execute(delete(UserSession).where(UserSession.token_hash == _hash(token)))
+
+
+def close_all_sessions(db: Session, user: User) -> None:
+    db.execute(delete(UserSession).where(UserSession.user_id == user.id))

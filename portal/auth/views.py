@@ -1,0 +1,67 @@
+"""GET/POST /login and POST /logout. Thin: the rules live in service.py and sessions.py."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from portal.auth import service, sessions
+from portal.auth.forms import LoginForm
+from portal.db import get_session
+from portal.extensions import login_manager
+from portal.policy.gate import public
+
+bp = Blueprint("auth", __name__)
+log = logging.getLogger("portal.auth")
+
+GENERIC_FAILURE = "That e-mail and password do not match an active account."
+
+
+@login_manager.user_loader
+def _load_user(token: str):
+    config = current_app.config["PORTAL"]
+    return sessions.load_session_user(
+        get_session(), token,
+        idle=timedelta(minutes=config.session_idle_minutes),
+        lifetime=timedelta(hours=config.session_max_hours),
+    )
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("home.index"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        db = get_session()
+        user = service.authenticate(db, form.email.data, form.password.data)
+        if user is None:
+            db.commit()  # keep the failed-login count
+            log.info("login failed")
+            form.password.errors.append(GENERIC_FAILURE)
+            return render_template("auth/login.html", form=form), 401
+        session.clear()  # no fixation: nothing from before the login survives it
+        sessions.open_session(db, user)
+        db.commit()
+        login_user(user)
+        log.info("login user=%s", user.id)
+        return redirect(url_for("home.index"))
+    status = 400 if form.errors else 200
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.post("/logout")
+@public
+def logout():
+    if current_user.is_authenticated:
+        db = get_session()
+        sessions.close_session(db, current_user.session_token)
+        db.commit()
+        log.info("logout user=%s", current_user.id)
+    logout_user()
+    session.clear()
+    flash("You are signed out.")
+    return redirect(url_for("auth.login"))

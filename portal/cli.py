@@ -1,0 +1,160 @@
+"""The `portal` command group. Small commands that call the same services as the web."""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup
+from sqlalchemy import select
+
+from portal.config import ConfigError
+from portal.policy.engine import PolicyError
+
+
+def _create_app():
+    from portal import create_app
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=True, add_version_option=False)
+def cli():
+    """Peace Portal administration."""
+
+
+def _db():
+    from portal.db import get_session
+    return get_session()
+
+
+def _fail(message: str) -> None:
+    click.echo(f"portal: {message}", err=True)
+    sys.exit(2)
+
+
+# -- database --------------------------------------------------------------------------------
+@cli.group()
+def db():
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision):
+    """Apply migrations (SQLite or PostgreSQL)."""
+    from portal import migrate
+    migrate.upgrade(current_app.config["PORTAL"].database_url, revision)
+    click.echo("database is at " + revision)
+
+
+@db.command("check")
+def db_check():
+    """Fail if the models and the migrations disagree."""
+    from portal import migrate
+    migrate.check(current_app.config["PORTAL"].database_url)
+    click.echo("models and migrations agree")
+
+
+# -- organizations and users -----------------------------------------------------------------
+@cli.group()
+def orgs():
+    """Organizations."""
+
+
+@orgs.command("create")
+@click.option("--name", required=True)
+@click.option("--kind", required=True, type=click.Choice(["hospital_program", "cvi_team", "service_provider",
+                                                          "city_office", "police_partner"]))
+@click.option("--zone", "zones", multiple=True, help="zone code served (repeatable)")
+def orgs_create(name, kind, zones):
+    """Create an organization."""
+    from portal.admin import service
+    from portal.errors import ServiceError
+    from portal.models import Zone
+    session = _db()
+    found = {z.code: z.id for z in session.scalars(select(Zone).where(Zone.code.in_([c.upper() for c in zones])))}
+    unknown = sorted({c.upper() for c in zones} - set(found))
+    if unknown:
+        _fail(f"unknown zone(s): {', '.join(unknown)}")
+    try:
+        org = service.create_organization(session, name, kind, list(found.values()))
+    except ServiceError as error:
+        _fail(error.message)
+    session.commit()
+    click.echo(f"created organization {org.id} ({kind})")
+
+
+@cli.group()
+def users():
+    """Accounts."""
+
+
+@users.command("create")
+@click.option("--email", required=True)
+@click.option("--name", "display_name", required=True)
+@click.option("--org", "org_name", required=True, help="organization name")
+@click.option("--role", default="staff", type=click.Choice(["staff", "supervisor", "org_admin"]))
+@click.option("--portal-admin", is_flag=True, help="may administer organizations and accounts")
+def users_create(email, display_name, org_name, role, portal_admin):
+    """Create an account; the password is read from standard input, never an argument."""
+    from portal.admin import service
+    from portal.errors import ServiceError
+    from portal.models import Organization
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        _fail("give the password on standard input")
+    session = _db()
+    org = session.scalar(select(Organization).where(Organization.name == org_name))
+    if org is None:
+        _fail(f"no organization named {org_name!r}")
+    try:
+        user, _ = service.create_user(session, org, email, display_name, role, password=password,
+                                      portal_admin=portal_admin)
+    except ServiceError as error:
+        _fail(error.message)
+    session.commit()
+    click.echo(f"created user {user.id}")
+
+
+# -- demo data -------------------------------------------------------------------------------
+@cli.command("demo-data")
+def demo_data():
+    """Load the demo organizations and users (development only; idempotent)."""
+    from portal.demo import load_demo_data
+    if current_app.config["PORTAL"].production:
+        _fail("demo data is for development only; refused with PORTAL_ENV=production")
+    session = _db()
+    created, generated = load_demo_data(session, os.environ.get("PORTAL_DEMO_PASSWORD"))
+    session.commit()
+    if created:
+        click.echo(f"created {len(created)} demo account(s): {', '.join(created)}")
+        if generated:
+            click.echo(f"their password (shown once): {generated}")
+        else:
+            click.echo("their password is PORTAL_DEMO_PASSWORD")
+    else:
+        click.echo("demo data already present; passwords unchanged")
+
+
+# -- policy ----------------------------------------------------------------------------------
+@cli.group()
+def policy():
+    """Authorization policies."""
+
+
+@policy.command("check")
+@click.option("--policy-dir", type=click.Path(exists=True, file_okay=False), default=None)
+def policy_check(policy_dir):
+    """Validate the Cedar policies against the schema."""
+    from portal.policy.engine import PolicyEngine
+    pdp = PolicyEngine(policy_dir or current_app.config["PORTAL"].policy_dir)
+    click.echo(f"{len(pdp.sources)} policies valid against the schema")
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="portal")
+    except (ConfigError, PolicyError) as exc:
+        click.echo(f"portal: {exc}", err=True)
+        sys.exit(2)

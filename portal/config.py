@@ -1,0 +1,124 @@
+"""Settings from PORTAL_* environment variables: an explicit list of keys with defaults.
+
+Development runs on an embedded SQLite file and a secret generated once under instance/.
+Production refuses to start without its required keys, and an unknown PORTAL_* key is an
+error (a misspelled setting must not silently fall back to a default).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENVIRONMENTS = ("development", "test", "production")
+
+# Keys read elsewhere (CLI, tests) that the app itself does not use but must not reject.
+_KNOWN_ELSEWHERE = {"PORTAL_DEMO_PASSWORD", "PORTAL_DEMO_TOTP_SECRET", "PORTAL_KEK", "PORTAL_KEK_FILE"}
+_TEST_PREFIX = "PORTAL_TEST_"
+
+
+class ConfigError(Exception):
+    """The settings cannot run the portal; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: str | None = None
+    required_in_production: bool = False
+    help: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("PORTAL_ENV", "development", help="development | test | production"),
+    Setting("PORTAL_SECRET_KEY", None, True, "signs session cookies and CSRF tokens"),
+    Setting("PORTAL_DATABASE_URL", None, True, "SQLAlchemy URL; SQLite file under instance/ by default"),
+    Setting("PORTAL_INSTANCE_PATH", None, help="folder for the SQLite file and development secrets"),
+    Setting("PORTAL_POLICY_DIR", None, help="folder of Cedar schema and policies; policies/ by default"),
+    Setting("PORTAL_SESSION_IDLE_MINUTES", "30", help="a signed-in session ends after this much inactivity"),
+    Setting("PORTAL_SESSION_MAX_HOURS", "12", help="a signed-in session ends this long after login"),
+    Setting("PORTAL_LOG_LEVEL", "INFO"),
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class PortalConfig:
+    env: str
+    secret_key: str
+    database_url: str
+    instance_path: Path
+    policy_dir: Path
+    session_idle_minutes: int
+    session_max_hours: int
+    log_level: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+
+def load(environ: dict[str, str] | None = None, overrides: dict | None = None) -> PortalConfig:
+    """Read and validate settings. `overrides` (from tests) win over the environment."""
+    environ = dict(os.environ if environ is None else environ)
+    overrides = dict(overrides or {})
+    values = {s.key: environ.get(s.key, s.default) for s in SETTINGS}
+    for key, value in list(overrides.items()):
+        if key in values:
+            values[key] = value
+            overrides.pop(key)
+
+    known = {s.key for s in SETTINGS} | _KNOWN_ELSEWHERE
+    unknown = sorted(k for k in environ if k.startswith("PORTAL_") and k not in known
+                     and not k.startswith(_TEST_PREFIX))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+
+    env = values["PORTAL_ENV"]
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"PORTAL_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+    if env == "production":
+        missing = [s.key for s in SETTINGS if s.required_in_production and not values[s.key]]
+        if missing:
+            raise ConfigError(f"production requires {', '.join(missing)}")
+        if len(values["PORTAL_SECRET_KEY"]) < 32:
+            raise ConfigError("PORTAL_SECRET_KEY must be at least 32 characters")
+
+    instance = Path(values["PORTAL_INSTANCE_PATH"] or ROOT / "instance")
+    secret = values["PORTAL_SECRET_KEY"] or _development_secret(instance)
+    database_url = values["PORTAL_DATABASE_URL"] or f"sqlite:///{instance / 'portal.sqlite3'}"
+    try:
+        idle, max_hours = int(values["PORTAL_SESSION_IDLE_MINUTES"]), int(values["PORTAL_SESSION_MAX_HOURS"])
+    except ValueError:
+        raise ConfigError("PORTAL_SESSION_IDLE_MINUTES and PORTAL_SESSION_MAX_HOURS must be whole numbers") from None
+    return PortalConfig(
+        env=env,
+        secret_key=secret,
+        database_url=database_url,
+        instance_path=instance,
+        policy_dir=Path(values["PORTAL_POLICY_DIR"] or ROOT / "policies"),
+        session_idle_minutes=idle,
+        session_max_hours=max_hours,
+        log_level=values["PORTAL_LOG_LEVEL"],
+        extra=overrides,
+    )
+
+
+def _development_secret(instance: Path) -> str:
+    """A secret generated once and kept under instance/, so restarts keep sessions valid."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret)
+    return secret

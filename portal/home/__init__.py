@@ -1,0 +1,1 @@
+"""Home pages by organization kind, the public transparency page, and /healthz."""

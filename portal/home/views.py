@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, jsonify, render_template
+from flask_login import current_user
+from sqlalchemy import text
+
+from portal.db import get_session
+from portal.home.transparency import transparency_table
+from portal.policy import Action, engine
+from portal.policy.gate import public, require
+
+bp = Blueprint("home", __name__)
+log = logging.getLogger("portal.health")
+
+# What each kind of organization is for; the page a user lands on after login.
+HOME_TEMPLATES = {
+    "hospital_program": "home/hospital_program.html",
+    "cvi_team": "home/cvi_team.html",
+    "service_provider": "home/service_provider.html",
+    "city_office": "home/city_office.html",
+    "police_partner": "home/police_partner.html",
+}
+
+
+@bp.get("/")
+@require(Action.HOME_VIEW)
+def index():
+    return render_template(HOME_TEMPLATES[current_user.organization.kind], org=current_user.organization)
+
+
+@bp.get("/account")
+@require(Action.ACCOUNT_VIEW_SELF, load=lambda: current_user)
+def account(user):
+    return render_template("home/account.html", user=user)
+
+
+@bp.get("/transparency")
+@public
+def transparency():
+    return render_template("home/transparency.html", table=transparency_table(engine()))
+
+
+@bp.get("/healthz")
+@public
+def healthz():
+    try:
+        get_session().execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any database failure means unhealthy; details stay in the log
+        log.exception("health check failed")
+        return jsonify(status="unavailable"), 503
+    return jsonify(status="ok")

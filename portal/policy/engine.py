@@ -1,0 +1,154 @@
+"""Load the Cedar schema and policies once, validate them, and decide requests.
+
+Start-up refuses an invalid policy: a syntax error, a policy without an `@id`, a duplicate id or
+a schema violation each raise PolicyError naming the file and line. Decisions allow only
+`Decision.Allow` with no evaluation errors: Cedar skips a policy whose condition errors, so an
+error anywhere in a decision is treated as a reason to deny.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cedarpy
+
+
+class PolicyError(Exception):
+    """The policies cannot be loaded; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    policy_id: str
+    path: Path
+    line: int
+    effect: str
+    text: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.name}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    action: str
+    policy_ids: tuple[str, ...]
+    errors: tuple[str, ...]
+
+
+def split_statements(text: str) -> list[tuple[int, str]]:
+    """Split Cedar source into (first line, statement) pairs at top-level semicolons.
+
+    Strings and `//` comments are skipped so that a `;` inside them does not split.
+    """
+    statements, start, line, start_line = [], 0, 1, None
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "/" and text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end == -1 else end
+            continue
+        elif c == '"':
+            if start_line is None:
+                start_line = line
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                elif text[i] == "\n":
+                    line += 1
+                i += 1
+        elif c == ";":
+            statements.append((start_line or line, text[start:i + 1]))
+            start, start_line = i + 1, None
+        elif not c.isspace() and start_line is None:
+            start_line = line
+        i += 1
+    if start_line is not None:  # trailing text without its semicolon
+        statements.append((start_line, text[start:]))
+    return statements
+
+
+class PolicyEngine:
+    """The parsed schema and policy set; one per process, shared by every request."""
+
+    def __init__(self, policy_dir: Path):
+        self.policy_dir = Path(policy_dir)
+        schema_path = self.policy_dir / "schema.cedarschema"
+        try:
+            self.schema_text = schema_path.read_text()
+            self.schema = cedarpy.Schema.from_str(self.schema_text)
+        except FileNotFoundError:
+            raise PolicyError(f"{schema_path}: schema file missing") from None
+        except ValueError as exc:
+            raise PolicyError(f"{schema_path.name}: {exc}") from None
+        self.sources = self._load_sources()
+        self._validate()
+        document = {"staticPolicies": {}, "templates": {}, "templateLinks": []}
+        for source in self.sources.values():
+            document["staticPolicies"][source.policy_id] = self._json_policy(source)
+        self.policy_set = cedarpy.PolicySet.from_json_str(json.dumps(document))
+        self.transparency = None  # filled on first use by portal.home.transparency
+
+    # -- loading ---------------------------------------------------------------------------
+    def _load_sources(self) -> dict[str, PolicySource]:
+        sources: dict[str, PolicySource] = {}
+        paths = sorted(self.policy_dir.glob("*.cedar"))
+        if not paths:
+            raise PolicyError(f"{self.policy_dir}: no .cedar policy files")
+        for path in paths:
+            for line, statement in split_statements(path.read_text()):
+                try:
+                    parsed = json.loads(cedarpy.policies_to_json_str(statement))["staticPolicies"]
+                except ValueError as exc:
+                    raise PolicyError(f"{path.name}:{line}: {exc}") from None
+                if len(parsed) != 1:
+                    raise PolicyError(f"{path.name}:{line}: expected exactly one policy")
+                (body,) = parsed.values()
+                policy_id = body.get("annotations", {}).get("id")
+                if not policy_id:
+                    raise PolicyError(f"{path.name}:{line}: policy has no @id(\"…\") annotation")
+                if policy_id in sources:
+                    raise PolicyError(f"{path.name}:{line}: duplicate policy id {policy_id!r} "
+                                      f"(first at {sources[policy_id].where})")
+                sources[policy_id] = PolicySource(policy_id, path, line, body["effect"], statement.strip())
+        return sources
+
+    def _json_policy(self, source: PolicySource) -> dict:
+        (body,) = json.loads(cedarpy.policies_to_json_str(source.text))["staticPolicies"].values()
+        return body
+
+    def _validate(self) -> None:
+        ordered = list(self.sources.values())
+        result = cedarpy.validate_policies("\n".join(s.text for s in ordered), self.schema)
+        if not result.validation_passed:
+            first = result.errors[0]
+            # validate_policies numbers policies by position: policy0, policy1, ...
+            index = int(first.policy_id.removeprefix("policy"))
+            source = ordered[index]
+            raise PolicyError(f"{source.where}: {source.policy_id}: {first.error}")
+
+    # -- deciding --------------------------------------------------------------------------
+    def entities(self, entity_list: list[dict]) -> cedarpy.Entities:
+        """Build entities against the schema (a mistyped attribute fails here, not silently)."""
+        return cedarpy.Entities.from_json_str(json.dumps(entity_list), schema=self.schema)
+
+    def decide(self, principal: dict, action: str, resource: dict, entities) -> Decision:
+        return self.decide_many(principal, [(action, resource)], entities)[0]
+
+    def decide_many(self, principal: dict, requests: list[tuple[str, dict]], entities) -> list[Decision]:
+        batch = [{"principal": principal, "action": {"type": "Action", "id": action},
+                  "resource": resource, "context": {}} for action, resource in requests]
+        results = cedarpy.is_authorized_batch(batch, self.policy_set, entities, self.schema)
+        decisions = []
+        for (action, _), result in zip(requests, results):
+            errors = tuple(str(e) for e in result.diagnostics.errors)
+            allowed = result.decision == cedarpy.Decision.Allow and not errors
+            decisions.append(Decision(allowed, action, tuple(result.diagnostics.reasons), errors))
+        return decisions

@@ -1,0 +1,66 @@
+"""Friendly error pages and RFC 9457 problem details; never a stack trace."""
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger("portal.errors")
+
+TITLES = {
+    400: "The request could not be understood",
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Too large",
+    429: "Too many requests",
+    500: "Something went wrong",
+}
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/problem+json"])
+    return best in ("application/json", "application/problem+json")
+
+
+def render_error(status: int, detail: str | None = None):
+    title = TITLES.get(status, "Error")
+    if wants_json():
+        body = {"type": "about:blank", "title": title, "status": status}
+        if detail:
+            body["detail"] = detail
+        response = jsonify(body)
+        response.status_code = status
+        response.mimetype = "application/problem+json"
+        return response
+    return render_template("errors/error.html", status=status, title=title, detail=detail), status
+
+
+def init_app(app) -> None:
+    @app.errorhandler(CSRFError)
+    def _csrf(error):
+        return render_error(400, "The form expired or did not come from this site. Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def _http(error):
+        if error.code == 405:
+            response = render_error(405)
+            return response
+        detail = error.description if error.code in (400, 413) and error.description else None
+        return render_error(error.code or 500, detail if error.code == 400 else None)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error):
+        if isinstance(error, HTTPException):
+            return _http(error)
+        log.exception("unhandled error on %s %s", request.method, request.endpoint)
+        return render_error(500)
+
+    @app.errorhandler(InternalServerError)
+    def _internal(error):
+        return render_error(500)
