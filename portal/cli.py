@@ -158,3 +158,7 @@ def main() -> None:
     except (ConfigError, PolicyError) as exc:
         click.echo(f"portal: {exc}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

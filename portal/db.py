@@ -94,8 +94,7 @@ def init_app(app, database: Database) -> None:
     def _close_session(_exc):
         session = g.pop("db_session", None)
         if session is not None:
-            session.rollback()
-            session.close()
+            session.close()  # rolls back whatever was not committed
 
 
 def get_session() -> Session:

@@ -1,5 +1,5 @@
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, SelectField, SelectMultipleField, StringField
+from wtforms import BooleanField, SelectChoice, EmailField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -27,7 +27,7 @@ class ZoneForm(FlaskForm):
 
 class OrganizationForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
-    kind = SelectField("Kind", choices=[(k, KIND_LABELS[k]) for k in ORG_KINDS])
+    kind = SelectField("Kind", choices=[SelectChoice(k, KIND_LABELS[k]) for k in ORG_KINDS])
     zones = MultiCheckboxField("Zones served", choices=[], validate_choice=False)
     admin_email = EmailField("First administrator's e-mail", validators=[DataRequired(), Length(max=254)])
     admin_name = StringField("First administrator's name", validators=[DataRequired(), Length(max=120)])
@@ -36,11 +36,11 @@ class OrganizationForm(FlaskForm):
 class UserForm(FlaskForm):
     email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
     display_name = StringField("Name", validators=[DataRequired(), Length(max=120)])
-    role = SelectField("Role", choices=[(r, ROLE_LABELS[r]) for r in ROLES])
+    role = SelectField("Role", choices=[SelectChoice(r, ROLE_LABELS[r]) for r in ROLES])
 
 
 class RoleForm(FlaskForm):
-    role = SelectField("Role", choices=[(r, ROLE_LABELS[r]) for r in ROLES])
+    role = SelectField("Role", choices=[SelectChoice(r, ROLE_LABELS[r]) for r in ROLES])
 
 
 class ActiveForm(FlaskForm):

@@ -6,6 +6,7 @@ import uuid
 from flask import Blueprint, abort, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
+from wtforms import SelectChoice
 
 from portal.admin import service
 from portal.admin.forms import KIND_LABELS, ROLE_LABELS, ActiveForm, OrganizationForm, RoleForm, UserForm, ZoneForm
@@ -53,7 +54,7 @@ def organizations():
 def create_organization():
     db = get_session()
     form = OrganizationForm()
-    form.zones.choices = [(str(z.id), f"{z.code} — {z.label}") for z in db.scalars(select(Zone).order_by(Zone.code))]
+    form.zones.choices = [SelectChoice(str(z.id), f"{z.code} — {z.label}") for z in db.scalars(select(Zone).order_by(Zone.code))]
     if form.validate_on_submit():
         try:
             zone_ids = [uuid.UUID(z) for z in form.zones.data]

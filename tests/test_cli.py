@@ -1,0 +1,97 @@
+"""The `portal` command: run as the operator would, in a subprocess, on a fresh database."""
+import os
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from portal.config import ROOT
+from tests.conftest import SECRET
+
+
+@pytest.fixture
+def run(tmp_path):
+    """Run `portal ...` against a fresh SQLite file, with only the settings given here."""
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    base_env.update(PORTAL_ENV="development", PORTAL_DATABASE_URL=url, PORTAL_SECRET_KEY=SECRET,
+                    PORTAL_INSTANCE_PATH=str(tmp_path / "instance"))
+
+    def _run(*args, stdin="", **env):
+        result = subprocess.run([sys.executable, "-m", "portal.cli", *args], input=stdin, capture_output=True,
+                                text=True, env={**base_env, **env}, cwd=ROOT, timeout=120)
+        return result
+
+    _run.url = url
+    return _run
+
+
+def _emails(url):
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = [r[0] for r in conn.execute(text("SELECT email FROM users ORDER BY email"))]
+    engine.dispose()
+    return rows
+
+
+def test_upgrade_orgs_users_and_demo_data(run):
+    """The operator's path: migrate, create an organization and a user (password from stdin), demo data twice."""
+    assert run("db", "upgrade").returncode == 0
+    created = run("orgs", "create", "--name", "Southside Outreach", "--kind", "cvi_team")
+    assert created.returncode == 0, created.stderr
+    user = run("users", "create", "--email", "Lead@South.test", "--name", "Lead", "--org", "Southside Outreach",
+               "--role", "org_admin", stdin="a long enough password\n")
+    assert user.returncode == 0, user.stderr
+    assert "a long enough password" not in user.stdout + user.stderr
+    assert _emails(run.url) == ["lead@south.test"]
+
+    first = run("demo-data", PORTAL_DEMO_PASSWORD="demo password 123")
+    assert first.returncode == 0 and "created 7 demo account(s)" in first.stdout
+    second = run("demo-data")
+    assert second.returncode == 0 and "already present" in second.stdout
+    assert len(_emails(run.url)) == 8
+
+
+def test_demo_password_is_generated_and_printed_once(run):
+    run("db", "upgrade")
+    result = run("demo-data")
+    assert "their password (shown once):" in result.stdout
+    password = result.stdout.split("(shown once):")[1].strip()
+    engine = create_engine(run.url)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT password_hash FROM users WHERE email='police@demo.test'")).scalar()
+    engine.dispose()
+    from portal.auth.passwords import verify_password
+    assert verify_password(stored, password)
+
+
+def test_users_create_refuses_password_as_argument_and_bad_input(run):
+    run("db", "upgrade")
+    run("orgs", "create", "--name", "Org", "--kind", "hospital_program")
+    assert run("users", "create", "--email", "a@b.test", "--name", "A", "--org", "Org").returncode == 2  # no stdin
+    short = run("users", "create", "--email", "a@b.test", "--name", "A", "--org", "Org", stdin="short\n")
+    assert short.returncode == 2 and "at least 12" in short.stderr
+    missing = run("users", "create", "--email", "a@b.test", "--name", "A", "--org", "Nope", stdin="x" * 20 + "\n")
+    assert missing.returncode == 2 and "no organization" in missing.stderr
+    assert run("orgs", "create", "--name", "Org", "--kind", "hospital_program").returncode == 2
+    assert _emails(run.url) == []
+
+
+def test_demo_data_is_refused_in_production(run):
+    run("db", "upgrade")
+    result = run("demo-data", PORTAL_ENV="production")
+    assert result.returncode == 2 and "development only" in result.stderr
+    assert _emails(run.url) == []
+
+
+def test_policy_check_passes_and_fails_with_file_and_line(run, tmp_path):
+    ok = run("policy", "check")
+    assert ok.returncode == 0 and "valid against the schema" in ok.stdout
+    bad = tmp_path / "policies"
+    bad.mkdir()
+    (bad / "schema.cedarschema").write_text((ROOT / "policies" / "schema.cedarschema").read_text())
+    (bad / "broken.cedar").write_text('@id("a")\npermit (principal, action, resource);\n@id("b")\nforbid (principal,\n')
+    result = run("policy", "check", PORTAL_POLICY_DIR=str(bad))
+    assert result.returncode == 2
+    assert result.stderr.startswith("portal: broken.cedar:3:") and "Traceback" not in result.stderr
