@@ -193,3 +193,27 @@ def test_login_redirects_visitors_and_unknown_urls_answer_404(client):
     response = client.get("/admin/organizations")
     assert response.status_code == 302 and response.location.startswith("/login")
     assert client.get("/admin/nothing-here").status_code == 404
+
+
+@pytest.mark.parametrize("target, expected", [("/admin/zones", "/admin/zones"), ("//evil.test/x", "/"),
+                                              ("https://evil.test/", "/"), ("/\\evil.test", "/")])
+def test_login_returns_to_the_requested_page_but_never_off_site(client, make, target, expected):
+    """After login the user returns to the page that asked for it; another site is never a target."""
+    user = make.user(make.org())
+    token = csrf_token(client)
+    response = client.post("/login", query_string={"next": target},
+                           data={"email": user.email, "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 302 and response.location == expected
+
+
+def test_login_logs_carry_no_email_or_password(client, make, caplog):
+    """Log lines name users by opaque id only."""
+    user = make.user(make.org())
+    with caplog.at_level("DEBUG"):
+        login(client, user.email, "the wrong password here")
+        login(client, "ghost@example.test", "another wrong one!!")
+        login(client, user.email)
+    text = caplog.text
+    assert "login failed" in text and str(user.id) in text
+    for secret in (user.email, "ghost@example.test", "the wrong password here", PASSWORD):
+        assert secret not in text

@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from portal.auth import service, sessions
@@ -48,9 +50,17 @@ def login():
         db.commit()
         login_user(user)
         log.info("login user=%s", user.id)
-        return redirect(url_for("home.index"))
+        return redirect(_safe_next(request.args.get("next")) or url_for("home.index"))
     status = 400 if form.errors else 200
     return render_template("auth/login.html", form=form), status
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path on this site: never another host, scheme or protocol-relative URL."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None
 
 
 @bp.post("/logout")
