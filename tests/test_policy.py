@@ -52,7 +52,7 @@ def test_decisions_name_the_policies_that_decided():
     decisions = {(s.kind, s.role, s.portal_admin, a, rel): d for s, a, _t, rel, d in enumerate_decisions(pdp)}
     admin_list = decisions[("city_office", "staff", True, "org.list", "portal")]
     assert admin_list.allowed and admin_list.policy_ids == ("administration.portal-admin",)
-    police = decisions[("police_partner", "org_admin", True, "referral.view_status", "receiver")]
+    police = decisions[("police_partner", "org_admin", True, "referral.view_status", "receiver, unassigned")]
     assert not police.allowed and "boundary.police-never-touch-a-referral" in police.policy_ids
 
 

@@ -35,12 +35,15 @@ class Organization(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('" + "','".join(ORG_KINDS) + "')", name="kind"),
         CheckConstraint("length(name) BETWEEN 1 AND 120", name="name_length"),
+        CheckConstraint("intake IN ('open','waitlist','at_capacity')", name="intake"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(120), unique=True)
     kind: Mapped[str] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Whether a receiving team is taking referrals; shown to senders choosing a team.
+    intake: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     zones: Mapped[list[Zone]] = relationship(secondary=organization_zones, order_by=Zone.code)

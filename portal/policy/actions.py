@@ -18,6 +18,25 @@ class Action(StrEnum):
     USER_CREATE = "user.create"
     USER_MANAGE = "user.manage"
 
+    REFERRAL_CREATE = "referral.create"
+    REFERRAL_LIST_INBOX = "referral.list_inbox"
+    REFERRAL_LIST_SENT = "referral.list_sent"
     REFERRAL_VIEW_STATUS = "referral.view_status"
     REFERRAL_VIEW_CONTACT = "referral.view_contact"
     REFERRAL_VIEW_NOTES = "referral.view_notes"
+    REFERRAL_VIEW_CONTACT_LOG = "referral.view_contact_log"
+    REFERRAL_ACCEPT = "referral.accept"
+    REFERRAL_DECLINE = "referral.decline"
+    REFERRAL_ASSIGN = "referral.assign"
+    REFERRAL_LOG_CONTACT = "referral.log_contact"
+    REFERRAL_HOLD = "referral.hold"
+    REFERRAL_RESUME = "referral.resume"
+    REFERRAL_COMPLETE = "referral.complete"
+    REFERRAL_HANDOFF = "referral.handoff"
+    REFERRAL_CANCEL = "referral.cancel"
+    REFERRAL_REVOKE_CONSENT = "referral.revoke_consent"
+
+
+# What a caller may see of a referral: one action per field category.
+REFERRAL_VIEWS = (Action.REFERRAL_VIEW_STATUS, Action.REFERRAL_VIEW_CONTACT, Action.REFERRAL_VIEW_NOTES,
+                  Action.REFERRAL_VIEW_CONTACT_LOG)

@@ -6,7 +6,8 @@ mistyped attribute fails loudly instead of making a policy condition error (and 
 """
 from __future__ import annotations
 
-from portal.models import Organization, User
+from portal.db import utcnow
+from portal.models import Organization, Referral, User
 
 PORTAL = {"type": "Portal", "id": "portal"}
 
@@ -35,6 +36,22 @@ def user_entities(user: User) -> list[dict]:
     ]
 
 
+def referral_entities(referral: Referral, now=None) -> list[dict]:
+    """The referral as Cedar sees it: its two organizations, assignee and consent state."""
+    consent = referral.consent
+    active = consent.active_at(now or utcnow()) and referral.status != "revoked"
+    return [
+        {"uid": uid("Referral", referral.id), "parents": [],
+         "attrs": {"sender": {"__entity": uid("Organization", referral.sender_org_id)},
+                   "receiver": {"__entity": uid("Organization", referral.receiver_org_id)},
+                   "assignees": [{"__entity": uid("User", referral.assigned_to_id)}] if referral.assigned_to_id else [],
+                   "consent_active": active,
+                   "released": sorted(consent.categories) if active else []}},
+        *organization_entities(referral.sender),
+        *organization_entities(referral.receiver),
+    ]
+
+
 def resource_entities(resource) -> tuple[dict, list[dict]]:
     """The Cedar uid of a loaded resource and the entities that describe it."""
     if resource is None or resource == PORTAL:
@@ -43,6 +60,8 @@ def resource_entities(resource) -> tuple[dict, list[dict]]:
         return uid("User", resource.id), user_entities(resource)
     if isinstance(resource, Organization):
         return uid("Organization", resource.id), organization_entities(resource)
+    if isinstance(resource, Referral):
+        return uid("Referral", resource.id), referral_entities(resource)
     raise TypeError(f"no Cedar entity mapping for {type(resource).__name__}")
 
 

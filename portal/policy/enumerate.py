@@ -21,7 +21,8 @@ RELATIONS = {
     "Portal": ("portal",),
     "Organization": ("own organization", "other organization"),
     "User": ("self", "same organization", "other organization"),
-    "Referral": ("sender", "receiver", "unrelated"),
+    "Referral": ("sender", "receiver, unassigned", "receiver, assigned to them", "receiver, assigned to another",
+                 "receiver, consent ended", "unrelated"),
 }
 
 
@@ -74,21 +75,39 @@ def _scenario(shape: Shape, resource_type: str, relation: str) -> tuple[list[dic
         org = "mine" if relation == "same organization" else "other"
         return entities + _user("them", org, "staff", False), uid("User", "them")
     if resource_type == "Referral":
-        sender, receiver = {"sender": ("mine", "other"), "receiver": ("other", "mine"),
-                            "unrelated": ("other", "other")}[relation]
+        if relation == "sender":
+            sender, receiver = "mine", "other"
+        elif relation == "unrelated":
+            entities += _org("third", "service_provider")
+            sender, receiver = "other", "third"
+        else:
+            sender, receiver = "other", "mine"
+        assignees = {"receiver, assigned to them": [uid("User", "me")],
+                     "receiver, assigned to another": [uid("User", "colleague")]}.get(relation, [])
+        active = relation != "receiver, consent ended"
         referral = {"uid": uid("Referral", "r"), "parents": [],
                     "attrs": {"sender": {"__entity": uid("Organization", sender)},
-                              "receiver": {"__entity": uid("Organization", receiver)}}}
+                              "receiver": {"__entity": uid("Organization", receiver)},
+                              "assignees": [{"__entity": a} for a in assignees],
+                              "consent_active": active,
+                              "released": ["contact", "note"] if active else []}}
         return entities + [referral], uid("Referral", "r")
     raise ValueError(f"no scenario for resource type {resource_type}")
 
 
 def enumerate_decisions(pdp: PolicyEngine):
-    """Yield (shape, action, resource type, relation, decision) for every combination."""
-    actions = schema_actions(pdp.schema_text)
+    """Yield (shape, action, resource type, relation, decision) for every combination.
+
+    One entity set per scenario, and one batched call for all the actions on that resource type.
+    """
+    by_type: dict[str, list[str]] = {}
+    for action, resource_type in schema_actions(pdp.schema_text).items():
+        by_type.setdefault(resource_type, []).append(action)
     for shape in shapes():
-        for action, resource_type in actions.items():
+        for resource_type, actions in by_type.items():
             for relation in RELATIONS[resource_type]:
                 entity_list, resource = _scenario(shape, resource_type, relation)
-                decision = pdp.decide(uid("User", "me"), action, resource, pdp.entities(entity_list))
-                yield shape, action, resource_type, relation, decision
+                decisions = pdp.decide_many(uid("User", "me"), [(a, resource) for a in actions],
+                                            pdp.entities(entity_list))
+                for action, decision in zip(actions, decisions):
+                    yield shape, action, resource_type, relation, decision
