@@ -18,6 +18,7 @@ def create_app(config: dict | None = None) -> Flask:
     from portal import db as db_module
     from portal.admin.views import bp as admin_bp
     from portal.auth.views import bp as auth_bp
+    from portal.crypto import KeyringError, load_keyring
     from portal.extensions import csrf, login_manager
     from portal.home.views import bp as home_bp
     from portal.policy import PolicyEngine, gate
@@ -37,6 +38,11 @@ def create_app(config: dict | None = None) -> Flask:
     _configure_logging(settings.log_level)
 
     app.extensions["portal.pdp"] = PolicyEngine(settings.policy_dir)
+    try:
+        app.extensions["portal.keyring"] = load_keyring(settings.kek, settings.kek_file, settings.instance_path,
+                                                        settings.production)
+    except KeyringError as exc:
+        raise portal_config.ConfigError(str(exc)) from None
     db_module.init_app(app, Database(settings.database_url))
     login_manager.init_app(app)
     csrf.init_app(app)

@@ -14,7 +14,7 @@ from pathlib import Path
 ENVIRONMENTS = ("development", "test", "production")
 
 # Keys read elsewhere (CLI, tests) that the app itself does not use but must not reject.
-_KNOWN_ELSEWHERE = {"PORTAL_DEMO_PASSWORD", "PORTAL_DEMO_TOTP_SECRET", "PORTAL_KEK", "PORTAL_KEK_FILE"}
+_KNOWN_ELSEWHERE = {"PORTAL_DEMO_PASSWORD", "PORTAL_DEMO_TOTP_SECRET"}
 _TEST_PREFIX = "PORTAL_TEST_"
 
 
@@ -35,6 +35,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORTAL_SECRET_KEY", None, True, "signs session cookies and CSRF tokens"),
     Setting("PORTAL_DATABASE_URL", None, True, "SQLAlchemy URL; SQLite file under instance/ by default"),
     Setting("PORTAL_INSTANCE_PATH", None, help="folder for the SQLite file and development secrets"),
+    Setting("PORTAL_KEK", None, help="key-encryption keys 'id:base64' (current first); or PORTAL_KEK_FILE"),
+    Setting("PORTAL_KEK_FILE", None, help="file holding the key-encryption keys, one 'id:base64' per line"),
+    Setting("PORTAL_RETENTION_DAYS", "180", help="personal fields of closed referrals are purged after this"),
     Setting("PORTAL_POLICY_DIR", None, help="folder of Cedar schema and policies; policies/ by default"),
     Setting("PORTAL_SESSION_IDLE_MINUTES", "30", help="a signed-in session ends after this much inactivity"),
     Setting("PORTAL_SESSION_MAX_HOURS", "12", help="a signed-in session ends this long after login"),
@@ -54,6 +57,9 @@ class PortalConfig:
     session_idle_minutes: int
     session_max_hours: int
     log_level: str
+    kek: str | None
+    kek_file: str | None
+    retention_days: int
     extra: dict = field(default_factory=dict)
 
     @property
@@ -96,8 +102,10 @@ def load(environ: dict[str, str] | None = None, overrides: dict | None = None) -
     database_url = values["PORTAL_DATABASE_URL"] or f"sqlite:///{instance / 'portal.sqlite3'}"
     try:
         idle, max_hours = int(values["PORTAL_SESSION_IDLE_MINUTES"]), int(values["PORTAL_SESSION_MAX_HOURS"])
+        retention_days = int(values["PORTAL_RETENTION_DAYS"])
     except ValueError:
-        raise ConfigError("PORTAL_SESSION_IDLE_MINUTES and PORTAL_SESSION_MAX_HOURS must be whole numbers") from None
+        raise ConfigError("PORTAL_SESSION_IDLE_MINUTES, PORTAL_SESSION_MAX_HOURS and PORTAL_RETENTION_DAYS "
+                          "must be whole numbers") from None
     return PortalConfig(
         env=env,
         secret_key=secret,
@@ -107,6 +115,9 @@ def load(environ: dict[str, str] | None = None, overrides: dict | None = None) -
         session_idle_minutes=idle,
         session_max_hours=max_hours,
         log_level=values["PORTAL_LOG_LEVEL"],
+        kek=values["PORTAL_KEK"],
+        kek_file=values["PORTAL_KEK_FILE"],
+        retention_days=retention_days,
         extra=overrides,
     )
 

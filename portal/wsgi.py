@@ -9,4 +9,4 @@ try:
     app = create_app()
 except (ConfigError, PolicyError) as exc:
     print(f"portal: {exc}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(4)  # gunicorn stops on 4 ("App failed to load") instead of restarting the worker forever

@@ -15,12 +15,14 @@ from sqlalchemy.engine import make_url
 
 from portal import create_app, migrate
 from portal.admin import service
+from portal.crypto import generate_key_entry
 from portal.db import Base, get_session
 from portal.models import Organization, User
 
 CI = os.environ.get("CI") == "true"
 PASSWORD = "correct horse battery staple"
 SECRET = "test-secret-key-" + "x" * 32
+KEK = generate_key_entry("test1")
 
 
 # -- in CI nothing may be skipped -------------------------------------------------------------
@@ -89,7 +91,7 @@ def _empty_all_tables(url: str) -> None:
 
 def make_test_app(database_url: str, tmp_path, **overrides):
     config = {"PORTAL_ENV": "test", "PORTAL_DATABASE_URL": database_url, "PORTAL_SECRET_KEY": SECRET,
-              "PORTAL_INSTANCE_PATH": str(tmp_path / "instance")}
+              "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"), "PORTAL_KEK": KEK}
     config.update(overrides)
     return create_app(config)
 

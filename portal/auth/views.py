@@ -31,6 +31,19 @@ def _load_user(token: str):
     )
 
 
+@login_manager.unauthorized_handler
+def _unauthorized():
+    """Visitors go to the login page; htmx is told to navigate there, JSON clients get a 401."""
+    from portal.web.errors import render_error, wants_json
+    from portal.web.htmx import is_htmx
+    if wants_json():
+        return render_error(401)
+    login_url = url_for("auth.login", next=request.path if request.method == "GET" else None)
+    if is_htmx():
+        return "", 401, {"HX-Redirect": login_url}
+    return redirect(login_url)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @public
 def login():

@@ -19,6 +19,7 @@ class Action(StrEnum):
     USER_MANAGE = "user.manage"
 
     REFERRAL_CREATE = "referral.create"
+    REFERRAL_SEND_TO = "referral.send_to"
     REFERRAL_LIST_INBOX = "referral.list_inbox"
     REFERRAL_LIST_SENT = "referral.list_sent"
     REFERRAL_VIEW_STATUS = "referral.view_status"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import jsonify, render_template, request
+from flask import jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -44,7 +44,12 @@ def render_error(status: int, detail: str | None = None):
 def init_app(app) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(error):
-        return render_error(400, "The form expired or did not come from this site. Reload the page and try again.")
+        response = render_error(400, "The form expired or did not come from this site. Reload the page and try again.")
+        if request.headers.get("HX-Request") == "true":
+            # htmx does not swap an error response: reload the page so the user sees where they stand.
+            response = make_response(response)
+            response.headers["HX-Refresh"] = "true"
+        return response
 
     @app.errorhandler(HTTPException)
     def _http(error):

@@ -1,0 +1,248 @@
+"""The referral workflow: every rule about what may happen to a referral lives here.
+
+Services take the session, the key ring, the policy engine and the actor; they never commit and
+never read the request. The PDP has already decided that the actor may attempt the action on
+this referral (views and the API use `@require`); this module decides whether the referral's
+state allows it, and raises ConflictError (409) when it does not.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from portal.crypto import KeyRing
+from portal.db import utcnow
+from portal.errors import ConflictError, ServiceError, ValidationFailed
+from portal.models import (Consent, ContactAttempt, Organization, Referral, ReferralEvent, ReferralService,
+                           User, Zone)
+from portal.policy import Action, PolicyEngine, decide
+from portal.referrals import codes, vault
+from portal.referrals.inputs import ConsentInput, ReferralInput
+
+# verb → (statuses it may start from, status it leads to, what it requires)
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "accept": (("sent",), "accepted"),
+    "decline": (("sent",), "declined"),
+    "start": (("accepted",), "in_progress"),
+    "hold": (("in_progress",), "on_hold"),
+    "resume": (("on_hold",), "in_progress"),
+    "complete": (("accepted", "in_progress", "on_hold"), "completed"),
+    "cancel": (("sent", "accepted"), "cancelled"),
+    "revoke": (codes.OPEN_STATUSES, "revoked"),
+}
+REASONS_FOR = {"decline": codes.DECLINE_REASONS, "hold": codes.HOLD_REASONS, "cancel": codes.CANCEL_REASONS}
+WORKING_STATUSES = ("accepted", "in_progress", "on_hold")
+
+
+@dataclass
+class Context:
+    """What every workflow call needs besides its arguments."""
+
+    db: Session
+    ring: KeyRing
+    pdp: PolicyEngine
+    actor: User
+    now: datetime | None = None
+
+    def __post_init__(self):
+        self.now = self.now or utcnow()
+
+
+# -- sending ---------------------------------------------------------------------------------
+def directory(db: Session) -> list[Organization]:
+    """Organizations that take part in the exchange, with their zones and intake status."""
+    return list(db.scalars(select(Organization)
+                           .where(Organization.kind.in_(codes.EXCHANGE_KINDS), Organization.active.is_(True))
+                           .order_by(Organization.kind, Organization.name)).unique())
+
+
+def create_referral(ctx: Context, data: ReferralInput, parent: Referral | None = None,
+                    consent: Consent | None = None) -> Referral:
+    """Send a referral under a new consent (or, for a handoff, an existing one).
+
+    Refused, with nothing written: a receiver the actor may not send to, a receiver the consent
+    does not name, an expired consent, an unknown zone.
+    """
+    db = ctx.db
+    receiver = db.get(Organization, data.receiver_org_id) if data.receiver_org_id else None
+    if receiver is None or not decide(ctx.actor, Action.REFERRAL_SEND_TO, receiver, ctx.pdp).allowed:
+        raise ValidationFailed({"receiver_org_id": "Choose an organization that takes referrals."})
+    zone = db.scalar(select(Zone).where(Zone.code == data.zone.upper()))
+    if zone is None:
+        raise ValidationFailed({"zone": "Not a known zone."})
+    if consent is None:
+        consent = record_consent(ctx, data.consent)
+    if not consent.active_at(ctx.now):
+        raise ValidationFailed({"consent": "The consent is not in force; record a new one."})
+    if not consent.names(receiver.id):
+        raise ValidationFailed({"consent.recipient_org_ids": "The person's consent does not name this receiver."})
+
+    referral = Referral(id=uuid.uuid4(), sender_org_id=ctx.actor.organization_id, receiver_org_id=receiver.id,
+                        created_by_id=ctx.actor.id, consent=consent, parent=parent, status="sent",
+                        urgency=data.urgency, zone_id=zone.id, age_band=data.age_band, reason=data.reason,
+                        created_at=ctx.now, updated_at=ctx.now)
+    referral._services = [ReferralService(referral_id=referral.id, service=s) for s in data.services]
+    db.add(referral)
+    vault.seal(db, ctx.ring, referral, data.person, data.note)
+    _event(ctx, referral, None, "sent")
+    db.flush()
+    return referral
+
+
+def record_consent(ctx: Context, data: ConsentInput) -> Consent:
+    recipients = list(ctx.db.scalars(select(Organization).where(Organization.id.in_(data.recipient_org_ids))))
+    if len(recipients) != len(data.recipient_org_ids) or any(
+            not decide(ctx.actor, Action.REFERRAL_SEND_TO, org, ctx.pdp).allowed and org.id != ctx.actor.organization_id
+            for org in recipients):
+        raise ValidationFailed({"consent.recipient_org_ids": "Name only organizations that take referrals."})
+    consent = Consent(id=uuid.uuid4(), method=data.method, obtained_by_id=ctx.actor.id, obtained_at=data.obtained_at,
+                      data_categories=" ".join(sorted(data.data_categories)), expires_at=data.expires_at,
+                      recipients=recipients, created_at=ctx.now)
+    ctx.db.add(consent)
+    return consent
+
+
+# -- working a referral ----------------------------------------------------------------------
+def transition(ctx: Context, referral: Referral, verb: str, reason: str | None = None,
+               outcome: str | None = None) -> Referral:
+    """Move the referral along the closed loop, or raise ConflictError when its status forbids it."""
+    allowed_from, to_status = TRANSITIONS[verb]
+    if verb in REASONS_FOR and reason not in REASONS_FOR[verb]:
+        raise ValidationFailed({"reason": "Choose a reason."})
+    if verb == "complete" and outcome not in codes.COMPLETION_OUTCOMES:
+        raise ValidationFailed({"outcome": "Choose an outcome."})
+    if referral.status not in allowed_from:
+        raise ConflictError(f"This referral is {codes.STATUSES[referral.status].lower()}; "
+                            f"it cannot be {_past(verb)} now. Reload to see its current state.")
+    from_status = referral.status
+    referral.status = to_status
+    referral.status_reason = reason
+    referral.updated_at = ctx.now
+    if verb == "accept":
+        referral.accepted_at = ctx.now
+        if referral.assigned_to_id is None and ctx.actor.organization_id == referral.receiver_org_id:
+            referral.assigned_to_id = ctx.actor.id
+    if verb == "complete":
+        referral.outcome = outcome
+    if to_status in codes.CLOSED_STATUSES:
+        referral.closed_at = ctx.now
+    _event(ctx, referral, from_status, to_status, reason or outcome)
+    _flush(ctx)
+    return referral
+
+
+def assign(ctx: Context, referral: Referral, user_id: uuid.UUID | None) -> Referral:
+    """Assign to an active worker of the receiving team (or unassign with None)."""
+    if referral.status not in ("sent",) + WORKING_STATUSES:
+        raise ConflictError("A closed referral cannot be reassigned.")
+    if user_id is not None:
+        worker = ctx.db.get(User, user_id)
+        if worker is None or worker.organization_id != referral.receiver_org_id or not worker.active:
+            raise ValidationFailed({"user_id": "Choose a worker of your team."})
+    referral.assigned_to_id = user_id
+    referral.updated_at = ctx.now
+    _flush(ctx)
+    return referral
+
+
+def log_contact(ctx: Context, referral: Referral, outcome: str, note: str | None) -> ContactAttempt:
+    """Record an attempt to reach the person; the first success starts the work (in progress)."""
+    if outcome not in codes.CONTACT_OUTCOMES:
+        raise ValidationFailed({"outcome": "Choose what happened."})
+    if referral.status not in WORKING_STATUSES:
+        raise ConflictError("Accept the referral before logging contact attempts.")
+    attempt = ContactAttempt(id=uuid.uuid4(), referral_id=referral.id, worker_id=ctx.actor.id, at=ctx.now,
+                             outcome=outcome)
+    if note:
+        dek = vault.data_key(ctx.db, ctx.ring, referral)
+        if dek is None:
+            raise ConflictError("The person's consent has ended; notes can no longer be recorded.")
+        vault.seal_contact_note(dek, attempt, note)
+    ctx.db.add(attempt)
+    if outcome == "reached" and referral.first_contact_at is None:
+        referral.first_contact_at = ctx.now
+    if outcome == "reached" and referral.status == "accepted":
+        transition(ctx, referral, "start")
+    else:
+        referral.updated_at = ctx.now
+        _flush(ctx)
+    return attempt
+
+
+def handoff(ctx: Context, referral: Referral, receiver_org_id: uuid.UUID,
+            new_consent: ConsentInput | None = None) -> Referral:
+    """Forward to another organization that the consent names, or under a consent recorded now.
+
+    The new receiver gets its own referral (and data key) with only the categories that consent
+    releases; the original sender sees that a handoff happened, never to whom the details went.
+    """
+    if referral.status not in WORKING_STATUSES:
+        raise ConflictError("Only a referral your team is working can be handed off.")
+    consent = referral.consent
+    if new_consent is not None:
+        new_consent.recipient_org_ids = sorted({*new_consent.recipient_org_ids, receiver_org_id})
+        consent = record_consent(ctx, new_consent)
+    elif not consent.names(receiver_org_id):
+        raise ValidationFailed({"receiver_org_id": "The person's consent does not name this organization; "
+                                                   "record a new consent to hand off."})
+    dek = vault.data_key(ctx.db, ctx.ring, referral)
+    person = vault.open_person(dek, referral) if "contact" in consent.categories else None
+    note = vault.open_note(dek, referral) if "note" in consent.categories else None
+    if not consent.active_at(ctx.now) or dek is None:
+        raise ConflictError("The person's consent is not in force; the referral cannot travel further.")
+    data = ReferralInput(receiver_org_id=receiver_org_id, person=person, age_band=referral.age_band,
+                         zone=referral.zone.code, reason=referral.reason, services=referral.services,
+                         urgency=referral.urgency, note=note, consent=None)
+    child = create_referral(ctx, data, parent=referral, consent=consent)
+    _event(ctx, referral, referral.status, referral.status, "handed_off")
+    _flush(ctx)
+    return child
+
+
+def revoke_consent(ctx: Context, referral: Referral) -> list[Referral]:
+    """The person withdrew consent: end it, close every open referral under it, shred the details.
+
+    Codes, dates and statuses stay, so the counts on dashboards stay right.
+    """
+    consent = referral.consent
+    if consent.revoked_at is not None:
+        raise ConflictError("This consent has already been revoked.")
+    consent.revoked_at = ctx.now
+    consent.revoked_by_id = ctx.actor.id
+    affected = list(ctx.db.scalars(select(Referral).where(Referral.consent_id == consent.id)))
+    for each in affected:
+        if each.status in codes.OPEN_STATUSES:
+            transition(ctx, each, "revoke")
+    _flush(ctx)
+    vault.shred(ctx.db, [each.id for each in affected])
+    return affected
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _event(ctx: Context, referral: Referral, from_status: str | None, to_status: str, reason: str | None = None):
+    ctx.db.add(ReferralEvent(id=uuid.uuid4(), referral_id=referral.id, at=ctx.now, actor_id=ctx.actor.id,
+                             actor_org_id=ctx.actor.organization_id, from_status=from_status, to_status=to_status,
+                             reason_code=reason))
+
+
+def _flush(ctx: Context) -> None:
+    """Write now, so that a concurrent change of the same referral is caught here as a conflict."""
+    try:
+        ctx.db.flush()
+    except StaleDataError:
+        raise ConflictError("Someone else changed this referral a moment ago. Reload to see its current state.") \
+            from None
+
+
+def _past(verb: str) -> str:
+    return {"accept": "accepted", "decline": "declined", "start": "started", "hold": "put on hold",
+            "resume": "resumed", "complete": "completed", "cancel": "cancelled", "revoke": "revoked"}[verb]
+
+
+__all__ = ["Context", "ServiceError", "TRANSITIONS", "assign", "create_referral", "directory", "handoff",
+           "log_contact", "record_consent", "revoke_consent", "transition"]
