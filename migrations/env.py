@@ -17,9 +17,10 @@ url = config.attributes.get("database_url") or load().database_url
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(url)
+    engine = make_engine(url, migrating=True)
     with engine.connect() as connection:
         postgres = connection.dialect.name == "postgresql"
+        sqlite = connection.dialect.name == "sqlite"
         if postgres:
             connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
             connection.commit()
@@ -27,11 +28,16 @@ def run_migrations_online() -> None:
             context.configure(
                 connection=connection,
                 target_metadata=Base.metadata,
-                render_as_batch=connection.dialect.name == "sqlite",
+                render_as_batch=sqlite,
                 compare_type=True,
+                transactional_ddl=True,  # a failed migration leaves nothing half done, on SQLite too
             )
             with context.begin_transaction():
                 context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration broke {len(broken)} foreign key reference(s)")
         finally:
             if postgres:
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})

@@ -21,6 +21,7 @@ def create_app(config: dict | None = None) -> Flask:
     from portal.crypto import KeyringError, load_keyring
     from portal.extensions import csrf, login_manager
     from portal.home.views import bp as home_bp
+    from portal.referrals.views import bp as referrals_bp
     from portal.policy import PolicyEngine, gate
     from portal.web import errors, security
 
@@ -50,7 +51,7 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     gate.init_app(app)
 
-    for blueprint in (auth_bp, home_bp, admin_bp):
+    for blueprint in (auth_bp, home_bp, admin_bp, referrals_bp):
         app.register_blueprint(blueprint)
     return app
 

@@ -57,17 +57,26 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, migrating: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15},
                                hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
+            # Let SQLAlchemy, not pysqlite, begin transactions, so DDL and SAVEPOINTs are
+            # transactional too (SQLAlchemy's documented pysqlite recipe).
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
+            # Batch migrations rebuild tables that others reference: foreign keys are checked
+            # after the migration instead (see migrations/env.py).
+            cursor.execute(f"PRAGMA foreign_keys={'OFF' if migrating else 'ON'}")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection):
+            connection.exec_driver_sql("BEGIN")
 
         return engine
     # hide_parameters: a failed statement must never print its values (personal fields) to a log.

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from portal.config import ROOT
-from tests.conftest import SECRET
+from tests.conftest import KEK, SECRET
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def run(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
     base_env.update(PORTAL_ENV="development", PORTAL_DATABASE_URL=url, PORTAL_SECRET_KEY=SECRET,
-                    PORTAL_INSTANCE_PATH=str(tmp_path / "instance"))
+                    PORTAL_INSTANCE_PATH=str(tmp_path / "instance"), PORTAL_KEK=KEK)
 
     def _run(*args, stdin="", **env):
         result = subprocess.run([sys.executable, "-m", "portal.cli", *args], input=stdin, capture_output=True,

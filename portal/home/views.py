@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from portal.db import get_session
 from portal.home.transparency import transparency_table
-from portal.policy import Action, engine
+from portal.policy import Action, decide_many, engine
 from portal.policy.gate import public, require
 
 bp = Blueprint("home", __name__)
@@ -22,6 +22,18 @@ HOME_TEMPLATES = {
     "city_office": "home/city_office.html",
     "police_partner": "home/police_partner.html",
 }
+
+
+# The navigation a user sees is itself a set of policy decisions, made once per page.
+NAV_ACTIONS = (Action.REFERRAL_CREATE, Action.REFERRAL_LIST_INBOX, Action.REFERRAL_LIST_SENT, Action.ORG_LIST)
+
+
+@bp.app_context_processor
+def _navigation():
+    if not current_user.is_authenticated:
+        return {"nav": frozenset()}
+    decisions = decide_many(current_user, NAV_ACTIONS)
+    return {"nav": frozenset(a.value for a, d in zip(NAV_ACTIONS, decisions) if d.allowed)}
 
 
 @bp.get("/")

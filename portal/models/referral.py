@@ -134,6 +134,8 @@ class Referral(Base):
                                                                   order_by="ContactAttempt.at",
                                                                   cascade="all, delete-orphan")
     _services = relationship("ReferralService", cascade="all, delete-orphan", lazy="selectin")
+    # Declared so the unit of work inserts the referral before its key; shredding deletes in bulk.
+    data_key = relationship("DataKey", uselist=False, passive_deletes=True, viewonly=False)
 
     @property
     def services(self) -> list[str]:

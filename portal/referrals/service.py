@@ -62,7 +62,7 @@ def directory(db: Session) -> list[Organization]:
 
 
 def create_referral(ctx: Context, data: ReferralInput, parent: Referral | None = None,
-                    consent: Consent | None = None) -> Referral:
+                    consent: Consent | None = None, referral_id: uuid.UUID | None = None) -> Referral:
     """Send a referral under a new consent (or, for a handoff, an existing one).
 
     Refused, with nothing written: a receiver the actor may not send to, a receiver the consent
@@ -82,7 +82,7 @@ def create_referral(ctx: Context, data: ReferralInput, parent: Referral | None =
     if not consent.names(receiver.id):
         raise ValidationFailed({"consent.recipient_org_ids": "The person's consent does not name this receiver."})
 
-    referral = Referral(id=uuid.uuid4(), sender_org_id=ctx.actor.organization_id, receiver_org_id=receiver.id,
+    referral = Referral(id=referral_id or uuid.uuid4(), sender_org_id=ctx.actor.organization_id, receiver_org_id=receiver.id,
                         created_by_id=ctx.actor.id, consent=consent, parent=parent, status="sent",
                         urgency=data.urgency, zone_id=zone.id, age_band=data.age_band, reason=data.reason,
                         created_at=ctx.now, updated_at=ctx.now)

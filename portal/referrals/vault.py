@@ -23,7 +23,7 @@ def seal(db: Session, ring: KeyRing, referral: Referral, person: dict | None, no
     """Give the referral a new data key and encrypt its personal fields; return the key."""
     dek = new_data_key()
     kek_id, wrapped = wrap_data_key(ring, dek, _context(referral.id))
-    db.add(DataKey(referral_id=referral.id, kek_id=kek_id, wrapped_key=wrapped))
+    referral.data_key = DataKey(referral_id=referral.id, kek_id=kek_id, wrapped_key=wrapped)
     referral.personal_enc = encrypt_json(dek, person, _context(referral.id, "person")) if person else None
     referral.note_enc = encrypt_field(dek, note, _context(referral.id, "note")) if note else None
     return dek

@@ -1,0 +1,1 @@
+"""The referral and consent workflow: `service.py` holds the rules, `views.py` is thin."""

@@ -1,0 +1,40 @@
+"""Read-side queries for the referral lists. They mirror the policies' relationship rules so
+that a list holds only what its reader may see; every row is still projected through the PDP."""
+from __future__ import annotations
+
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.orm import Session
+
+from portal.models import Referral, User
+
+PAGE_SIZE = 50
+URGENT_FIRST = case((Referral.urgency == "urgent", 0), else_=1)
+
+
+def inbox(db: Session, user: User, status: str | None = None, limit: int = PAGE_SIZE, offset: int = 0):
+    """My team's referrals: urgent first, newest first. Staff see theirs and the unassigned."""
+    query = select(Referral).where(Referral.receiver_org_id == user.organization_id)
+    if user.role == "staff":
+        query = query.where(or_(Referral.assigned_to_id.is_(None), Referral.assigned_to_id == user.id))
+    if status:
+        query = query.where(Referral.status == status)
+    else:
+        query = query.where(Referral.status.in_(("sent", "accepted", "in_progress", "on_hold")))
+    query = query.order_by(URGENT_FIRST, Referral.created_at.desc()).limit(limit).offset(offset)
+    return list(db.scalars(query).unique())
+
+
+def new_in_inbox(db: Session, user: User) -> int:
+    """How many referrals wait for my team to accept or decline."""
+    query = select(func.count()).select_from(Referral).where(
+        Referral.receiver_org_id == user.organization_id, Referral.status == "sent")
+    if user.role == "staff":
+        query = query.where(or_(Referral.assigned_to_id.is_(None), Referral.assigned_to_id == user.id))
+    return db.scalar(query)
+
+
+def sent(db: Session, user: User, limit: int = PAGE_SIZE, offset: int = 0):
+    """What my organization sent, newest first (the closed loop)."""
+    query = (select(Referral).where(Referral.sender_org_id == user.organization_id)
+             .order_by(Referral.created_at.desc()).limit(limit).offset(offset))
+    return list(db.scalars(query).unique())
