@@ -17,6 +17,7 @@ def create_app(config: dict | None = None) -> Flask:
     """
     from portal import db as db_module
     from portal.admin.views import bp as admin_bp
+    from portal.api.views import bp as api_bp
     from portal.auth.views import bp as auth_bp
     from portal.crypto import KeyringError, load_keyring
     from portal.extensions import csrf, login_manager
@@ -51,7 +52,7 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     gate.init_app(app)
 
-    for blueprint in (auth_bp, home_bp, admin_bp, referrals_bp):
+    for blueprint in (auth_bp, home_bp, admin_bp, referrals_bp, api_bp):
         app.register_blueprint(blueprint)
     return app
 
