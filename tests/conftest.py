@@ -35,6 +35,17 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped in CI (CI=true forbids skips): {report.longrepr}"
 
 
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.postgres_only` tests run only against PostgreSQL (never skipped on SQLite)."""
+    keep, drop = [], []
+    for item in items:
+        backend = item.callspec.params.get("database_url") if hasattr(item, "callspec") else None
+        (drop if item.get_closest_marker("postgres_only") and backend == "sqlite" else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 # -- databases --------------------------------------------------------------------------------
 def _postgres_database(base_url: str, name: str) -> str:
     """Create a fresh database beside the one in PORTAL_TEST_POSTGRES_URL; return its URL."""
