@@ -137,6 +137,57 @@ def demo_data():
         click.echo("demo data already present; passwords unchanged")
 
 
+# -- keys and retention ----------------------------------------------------------------------
+def _keyring():
+    return current_app.extensions["portal.keyring"]
+
+
+@cli.group()
+def keys():
+    """Key-encryption keys."""
+
+
+@keys.command("generate")
+def keys_generate():
+    """Print a new key entry. Put it first in PORTAL_KEK, keep the old one after it, then rotate."""
+    from portal.crypto import generate_key_entry
+    click.echo(generate_key_entry())
+
+
+@keys.command("rotate")
+@click.option("--batch", default=500, show_default=True)
+def keys_rotate(batch):
+    """Re-wrap every data key under the current key (the first in PORTAL_KEK). Safe to re-run."""
+    from portal.referrals.maintenance import keys_to_rotate, rotate_keys
+    session, ring = _db(), _keyring()
+    total = keys_to_rotate(session, ring)
+    with click.progressbar(length=total, label=f"re-wrapping under {ring.current_id}",
+                           file=sys.stderr) as bar:
+        moved = rotate_keys(session, ring, batch=batch, progress=bar.update)
+    click.echo(f"{moved} data key(s) re-wrapped; every key is now under {ring.current_id}. "
+               "Older keys may be removed from PORTAL_KEK.")
+
+
+@cli.group()
+def retention():
+    """Retention of personal fields."""
+
+
+@retention.command("run")
+def retention_run():
+    """End expired consents and purge personal fields of long-closed referrals. Idempotent."""
+    from portal.db import utcnow
+    from portal.policy import engine
+    from portal.referrals import service
+    from portal.referrals.maintenance import run_retention
+    session, config = _db(), current_app.config["PORTAL"]
+    with click.progressbar(length=0, label="retention", file=sys.stderr) as bar:
+        done = run_retention(session, lambda: service.Context(session, _keyring(), engine(), None),
+                             config.retention_days, utcnow(), progress=bar.update)
+    click.echo(f"{done['expired_consents']} expired consent(s) ended; "
+               f"{done['purged_referrals']} closed referral(s) purged of personal fields")
+
+
 # -- policy ----------------------------------------------------------------------------------
 @cli.group()
 def policy():

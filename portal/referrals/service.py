@@ -46,7 +46,7 @@ class Context:
     db: Session
     ring: KeyRing
     pdp: PolicyEngine
-    actor: User
+    actor: User | None  # None only for system jobs, which never pass through a view
     now: datetime | None = None
 
     def __post_init__(self):
@@ -125,7 +125,7 @@ def transition(ctx: Context, referral: Referral, verb: str, reason: str | None =
     referral.updated_at = ctx.now
     if verb == "accept":
         referral.accepted_at = ctx.now
-        if referral.assigned_to_id is None and ctx.actor.organization_id == referral.receiver_org_id:
+        if referral.assigned_to_id is None and ctx.actor and ctx.actor.organization_id == referral.receiver_org_id:
             referral.assigned_to_id = ctx.actor.id
     if verb == "complete":
         referral.outcome = outcome
@@ -225,9 +225,10 @@ def revoke_consent(ctx: Context, referral: Referral) -> list[Referral]:
 
 # -- helpers ---------------------------------------------------------------------------------
 def _event(ctx: Context, referral: Referral, from_status: str | None, to_status: str, reason: str | None = None):
-    ctx.db.add(ReferralEvent(id=uuid.uuid4(), referral_id=referral.id, at=ctx.now, actor_id=ctx.actor.id,
-                             actor_org_id=ctx.actor.organization_id, from_status=from_status, to_status=to_status,
-                             reason_code=reason))
+    actor = ctx.actor  # None for system jobs (retention)
+    ctx.db.add(ReferralEvent(id=uuid.uuid4(), referral_id=referral.id, at=ctx.now, actor_id=actor.id if actor else None,
+                             actor_org_id=actor.organization_id if actor else None, from_status=from_status,
+                             to_status=to_status, reason_code=reason))
 
 
 def _flush(ctx: Context) -> None:

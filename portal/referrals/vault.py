@@ -70,3 +70,13 @@ def shred(db: Session, referral_ids: list) -> None:
     db.execute(update(Referral).where(Referral.id.in_(referral_ids))
                .values(personal_enc=None, note_enc=None, personal_purged_at=utcnow()))
     db.execute(update(ContactAttempt).where(ContactAttempt.referral_id.in_(referral_ids)).values(note_enc=None))
+
+
+def rewrap(ring: KeyRing, row: DataKey) -> bool:
+    """Re-wrap one data key under the ring's current key; False when it already is."""
+    if row.kek_id == ring.current_id:
+        return False
+    context = _context(row.referral_id)
+    dek = unwrap_data_key(ring, row.kek_id, row.wrapped_key, context)
+    row.kek_id, row.wrapped_key = wrap_data_key(ring, dek, context)
+    return True
