@@ -16,7 +16,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/portal db upgrade
-	$(BIN)/portal demo-data
+	$(BIN)/portal demo-data --referrals 300
 	@echo "Peace Portal on http://127.0.0.1:5000 (demo accounts: see above; Ctrl-C stops)"
 	$(BIN)/portal run --host 127.0.0.1 --port 5000
 

@@ -119,8 +119,10 @@ def users_create(email, display_name, org_name, role, portal_admin):
 
 # -- demo data -------------------------------------------------------------------------------
 @cli.command("demo-data")
-def demo_data():
-    """Load the demo organizations and users (development only; idempotent)."""
+@click.option("--referrals", default=0, show_default=True, help="also create this many referrals of history")
+@click.option("--seed", default=1, show_default=True, help="seed for the referral history")
+def demo_data(referrals, seed):
+    """Load the demo organizations and users, and referral history (development only; idempotent)."""
     from portal.demo import load_demo_data
     if current_app.config["PORTAL"].production:
         _fail("demo data is for development only; refused with PORTAL_ENV=production")
@@ -135,6 +137,12 @@ def demo_data():
             click.echo("their password is PORTAL_DEMO_PASSWORD")
     else:
         click.echo("demo data already present; passwords unchanged")
+    if referrals:
+        from portal.demo_history import load_demo_referrals
+        from portal.policy import engine
+        with click.progressbar(length=referrals, label="referral history", file=sys.stderr) as bar:
+            made = load_demo_referrals(session, _keyring(), engine(), referrals, seed, progress=bar.update)
+        click.echo(f"{made} referral(s) created ({referrals - made} already present)")
 
 
 # -- keys and retention ----------------------------------------------------------------------

@@ -95,3 +95,21 @@ def test_policy_check_passes_and_fails_with_file_and_line(run, tmp_path):
     result = run("policy", "check", PORTAL_POLICY_DIR=str(bad))
     assert result.returncode == 2
     assert result.stderr.startswith("portal: broken.cedar:3:") and "Traceback" not in result.stderr
+
+
+def test_demo_referral_history_is_made_through_the_services_and_rerun_safely(run):
+    """`demo-data --referrals N` makes N encrypted referrals with history; a re-run adds none."""
+    run("db", "upgrade")
+    first = run("demo-data", "--referrals", "40", "--seed", "7", PORTAL_DEMO_PASSWORD="demo password 123")
+    assert first.returncode == 0 and "40 referral(s) created" in first.stdout, first.stderr
+    second = run("demo-data", "--referrals", "40", "--seed", "7")
+    assert "0 referral(s) created (40 already present)" in second.stdout
+    engine = create_engine(run.url)
+    with engine.connect() as conn:
+        statuses = {r[0] for r in conn.execute(text("SELECT DISTINCT status FROM referrals"))}
+        keys = conn.execute(text("SELECT count(*) FROM data_keys")).scalar()
+        events = conn.execute(text("SELECT count(*) FROM referral_events")).scalar()
+        raw_names = conn.execute(text("SELECT count(*) FROM referrals WHERE personal_enc IS NOT NULL")).scalar()
+    engine.dispose()
+    assert {"completed", "declined"} <= statuses and len(statuses) >= 4
+    assert events > 40 and keys > 0 and raw_names > 0
