@@ -204,11 +204,18 @@ def policy():
 
 @policy.command("check")
 @click.option("--policy-dir", type=click.Path(exists=True, file_okay=False), default=None)
-def policy_check(policy_dir):
-    """Validate the Cedar policies against the schema."""
-    from portal.policy.engine import PolicyEngine
-    pdp = PolicyEngine(policy_dir or current_app.config["PORTAL"].policy_dir)
-    click.echo(f"{len(pdp.sources)} policies valid against the schema")
+@click.option("--write", is_flag=True, help="regenerate policies/tests/decisions.csv (then review the diff)")
+def policy_check(policy_dir, write):
+    """Validate the policies, compare every decision with the table, prove the boundary."""
+    from pathlib import Path
+
+    from portal.policy.check import check
+    problems = check(Path(policy_dir or current_app.config["PORTAL"].policy_dir), write=write)
+    for problem in problems:
+        click.echo(f"portal: {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("policies valid against the schema; decisions match the table; the boundary holds")
 
 
 def main() -> None:

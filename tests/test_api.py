@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
@@ -48,21 +47,26 @@ class Api:
         return self.client.post(API + path, json=json, headers={"X-CSRFToken": self.token, **(headers or {})})
 
 
-@dataclass
+# Users of the world, made on first use (argon2 makes each account cost a few tens of ms).
+USERS = {"nurse": ("hospital", "staff"), "a_admin": ("cvi_a", "org_admin"), "a_staff": ("cvi_a", "staff"),
+         "b_admin": ("cvi_b", "org_admin"), "b_staff": ("cvi_b", "staff"), "provider_user": ("provider", "staff"),
+         "police": ("police_org", "org_admin"), "city": ("city_org", "org_admin")}
+
+
 class World:
-    app: object
-    hospital: Organization
-    cvi_a: Organization
-    cvi_b: Organization
-    provider: Organization
-    nurse: User
-    a_admin: User
-    a_staff: User
-    b_admin: User
-    b_staff: User
-    provider_user: User
-    police: User
-    city: User
+    """The organizations, and their users on demand: `world.nurse`, `world.a_staff`, ..."""
+
+    def __init__(self, app, make, orgs: dict[str, Organization]):
+        self.app, self.make = app, make
+        self.hospital, self.cvi_a, self.cvi_b = orgs["hospital"], orgs["cvi_a"], orgs["cvi_b"]
+        self.provider, self.police_org, self.city_org = orgs["provider"], orgs["police_org"], orgs["city_org"]
+
+    def __getattr__(self, name: str) -> User:
+        if name not in USERS:
+            raise AttributeError(name)
+        org, role = USERS[name]
+        user = self.__dict__[name] = self.make.user(getattr(self, org), role)
+        return user
 
     def api(self, user: User) -> Api:
         return Api(self.app, user)
@@ -104,21 +108,16 @@ def world(app, make) -> World:
         db = get_session()
         north = admin_service.create_zone(db, "NORTH", "North side")
         south = admin_service.create_zone(db, "SOUTH", "South side")
-        orgs = {name: admin_service.create_organization(db, name, kind, zones) for name, kind, zones in (
-            ("General Hospital HVIP", "hospital_program", [north.id, south.id]),
-            ("North Peacekeepers", "cvi_team", [north.id]),
-            ("South Interrupters", "cvi_team", [south.id]),
-            ("Housing Works", "service_provider", [north.id, south.id]),
-            ("Police Liaison", "police_partner", []),
-            ("Office of Violence Prevention", "city_office", []),
+        orgs = {key: admin_service.create_organization(db, name, kind, zones) for key, name, kind, zones in (
+            ("hospital", "General Hospital HVIP", "hospital_program", [north.id, south.id]),
+            ("cvi_a", "North Peacekeepers", "cvi_team", [north.id]),
+            ("cvi_b", "South Interrupters", "cvi_team", [south.id]),
+            ("provider", "Housing Works", "service_provider", [north.id, south.id]),
+            ("police_org", "Police Liaison", "police_partner", []),
+            ("city_org", "Office of Violence Prevention", "city_office", []),
         )}
         db.commit()
-    hospital, cvi_a, cvi_b, provider, police, city = orgs.values()
-    return World(app, hospital, cvi_a, cvi_b, provider, nurse=make.user(hospital, "staff"),
-                 a_admin=make.user(cvi_a, "org_admin"), a_staff=make.user(cvi_a, "staff"),
-                 b_admin=make.user(cvi_b, "org_admin"), b_staff=make.user(cvi_b, "staff"),
-                 provider_user=make.user(provider, "staff"), police=make.user(police, "org_admin"),
-                 city=make.user(city, "org_admin"))
+    return World(app, make, orgs)
 
 
 def assert_problem(response, status: int) -> dict:
@@ -144,7 +143,7 @@ def test_full_loop_through_the_api(world):
     assert team == {"id": str(world.cvi_a.id), "name": "North Peacekeepers", "kind": "cvi_team",
                     "zones": ["NORTH"], "intake": "open"}
     assert str(world.hospital.id) not in {o["id"] for o in directory}  # not to itself
-    assert not {str(world.police.organization_id), str(world.city.organization_id)} & {o["id"] for o in directory}
+    assert not {str(world.police_org.id), str(world.city_org.id)} & {o["id"] for o in directory}
 
     sent = nurse.post("/referrals", json=world.body())
     assert sent.status_code == 201

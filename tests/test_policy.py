@@ -123,3 +123,46 @@ def test_transparency_page_is_public_and_computed_from_policies(client):
     for action in ("referral.view_status", "referral.view_contact", "referral.view_notes"):
         row = police.split(f"<code>{action}</code>")[1].split("</tr>")[0]
         assert "never" in row
+
+
+def test_policy_check_passes_on_the_shipped_policies():
+    """The shipped policies validate, match the reviewed decision table, and keep the boundary."""
+    from portal.policy.check import check
+    assert check(POLICIES) == []
+
+
+def test_policy_check_catches_a_weakened_boundary(policy_dir):
+    """Delete the boundary and add a permit for police on referrals: a counterexample is reported."""
+    from portal.policy.check import check
+    (policy_dir / "boundary.cedar").unlink()
+    (policy_dir / "oops.cedar").write_text(
+        '@id("oops.police-help")\npermit (principal in OrgKind::"police_partner", '
+        'action == Action::"referral.view_contact", resource);\n')
+    problems = check(policy_dir)
+    assert any(p.startswith("police principal police_partner/staff is allowed referral.view_contact on Referral")
+               for p in problems), problems[:5]
+
+
+def test_policy_check_reports_a_changed_decision(policy_dir):
+    """A permit that widens access changes the table: the diff names the row."""
+    from portal.policy.check import check
+    (policy_dir / "wider.cedar").write_text(
+        '@id("wider.staff-assign")\npermit (principal in Role::"staff", action == Action::"referral.assign", resource)\n'
+        'when { principal in resource.receiver };\n')
+    problems = check(policy_dir)
+    assert any("now cvi_team,staff,no,referral.assign" in p for p in problems), problems
+
+
+def test_decision_table_spot_checks_match_the_rules_in_design():
+    """Independent of the golden file: a few rows read straight from DESIGN.md's table."""
+    pdp = PolicyEngine(POLICIES)
+    d = {(s.kind, s.role, s.portal_admin, a, r): x.allowed for s, a, _t, r, x in enumerate_decisions(pdp)}
+    assert d[("hospital_program", "staff", False, "referral.view_status", "sender")]
+    assert not d[("hospital_program", "staff", False, "referral.view_notes", "sender")]
+    assert not d[("hospital_program", "staff", False, "referral.view_contact_log", "sender")]
+    assert d[("cvi_team", "staff", False, "referral.view_contact", "receiver, unassigned")]
+    assert not d[("cvi_team", "staff", False, "referral.view_contact", "receiver, assigned to another")]
+    assert d[("cvi_team", "supervisor", False, "referral.view_contact", "receiver, assigned to another")]
+    assert not d[("cvi_team", "org_admin", False, "referral.view_contact", "receiver, consent ended")]
+    assert not d[("service_provider", "org_admin", False, "referral.view_status", "unrelated")]
+    assert not any(v for (kind, *_rest), v in d.items() if kind == "police_partner" and "referral" in _rest[2])
