@@ -16,6 +16,7 @@ def create_app(config: dict | None = None) -> Flask:
     process refuses to start instead of serving with a broken boundary.
     """
     from portal import db as db_module
+    from portal import notify
     from portal.admin.views import bp as admin_bp
     from portal.api.views import bp as api_bp
     from portal.auth.views import bp as auth_bp
@@ -51,6 +52,7 @@ def create_app(config: dict | None = None) -> Flask:
     security.init_app(app, settings)
     errors.init_app(app)
     gate.init_app(app)
+    notify.init_app(app)
 
     for blueprint in (auth_bp, home_bp, admin_bp, referrals_bp, api_bp):
         app.register_blueprint(blueprint)

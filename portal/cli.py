@@ -196,6 +196,19 @@ def retention_run():
                f"{done['purged_referrals']} closed referral(s) purged of personal fields")
 
 
+@cli.group()
+def notifications():
+    """The mail outbox."""
+
+
+@notifications.command("send")
+def notifications_send():
+    """Send what waits in the outbox (run from cron; safe to run often)."""
+    from portal.notify import deliver_pending
+    sent, failed = deliver_pending(_db(), current_app.config["PORTAL"])
+    click.echo(f"{sent} sent, {failed} waiting")
+
+
 # -- policy ----------------------------------------------------------------------------------
 @cli.group()
 def policy():

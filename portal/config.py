@@ -38,6 +38,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORTAL_KEK", None, help="key-encryption keys 'id:base64' (current first); or PORTAL_KEK_FILE"),
     Setting("PORTAL_KEK_FILE", None, help="file holding the key-encryption keys, one 'id:base64' per line"),
     Setting("PORTAL_RETENTION_DAYS", "180", help="personal fields of closed referrals are purged after this"),
+    Setting("PORTAL_BASE_URL", "http://127.0.0.1:5000", help="the portal's address, for links in e-mail"),
+    Setting("PORTAL_SMTP_HOST", None, help="mail server; without it notifications wait in the outbox"),
+    Setting("PORTAL_SMTP_PORT", "25"),
+    Setting("PORTAL_SMTP_USERNAME", None),
+    Setting("PORTAL_SMTP_PASSWORD", None),
+    Setting("PORTAL_SMTP_STARTTLS", "false", help="true to upgrade the SMTP connection with STARTTLS"),
+    Setting("PORTAL_MAIL_FROM", "peace-portal@localhost"),
     Setting("PORTAL_POLICY_DIR", None, help="folder of Cedar schema and policies; policies/ by default"),
     Setting("PORTAL_SESSION_IDLE_MINUTES", "30", help="a signed-in session ends after this much inactivity"),
     Setting("PORTAL_SESSION_MAX_HOURS", "12", help="a signed-in session ends this long after login"),
@@ -60,6 +67,9 @@ class PortalConfig:
     kek: str | None
     kek_file: str | None
     retention_days: int
+    base_url: str
+    smtp: dict
+    mail_from: str
     extra: dict = field(default_factory=dict)
 
     @property
@@ -103,9 +113,10 @@ def load(environ: dict[str, str] | None = None, overrides: dict | None = None) -
     try:
         idle, max_hours = int(values["PORTAL_SESSION_IDLE_MINUTES"]), int(values["PORTAL_SESSION_MAX_HOURS"])
         retention_days = int(values["PORTAL_RETENTION_DAYS"])
+        smtp_port = int(values["PORTAL_SMTP_PORT"])
     except ValueError:
-        raise ConfigError("PORTAL_SESSION_IDLE_MINUTES, PORTAL_SESSION_MAX_HOURS and PORTAL_RETENTION_DAYS "
-                          "must be whole numbers") from None
+        raise ConfigError("PORTAL_SESSION_IDLE_MINUTES, PORTAL_SESSION_MAX_HOURS, PORTAL_RETENTION_DAYS and "
+                          "PORTAL_SMTP_PORT must be whole numbers") from None
     return PortalConfig(
         env=env,
         secret_key=secret,
@@ -118,6 +129,11 @@ def load(environ: dict[str, str] | None = None, overrides: dict | None = None) -
         kek=values["PORTAL_KEK"],
         kek_file=values["PORTAL_KEK_FILE"],
         retention_days=retention_days,
+        base_url=values["PORTAL_BASE_URL"].rstrip("/"),
+        smtp={"host": values["PORTAL_SMTP_HOST"], "port": smtp_port, "username": values["PORTAL_SMTP_USERNAME"],
+              "password": values["PORTAL_SMTP_PASSWORD"],
+              "starttls": values["PORTAL_SMTP_STARTTLS"].lower() in ("1", "true", "yes")},
+        mail_from=values["PORTAL_MAIL_FROM"],
         extra=overrides,
     )
 

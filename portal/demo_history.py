@@ -49,7 +49,7 @@ def _one(db, ring, pdp, rng, referral_id, users, provider):
     worker = users[rng.choice(TEAM_FOR_ZONE[zone])]
     nurse = users["hospital@demo.test"]
     recipients = [worker.organization_id] + ([provider.id] if provider and rng.random() < 0.3 else [])
-    ctx = service.Context(db, ring, pdp, nurse, created)
+    ctx = service.Context(db, ring, pdp, nurse, created, notify=False)
     consent = ConsentInput(rng.choice(list(codes.CONSENT_METHODS)), recipients, ["contact", "note"],
                            created + timedelta(days=90), created)
     data = ReferralInput(

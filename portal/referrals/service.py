@@ -21,6 +21,7 @@ from portal.errors import ConflictError, ServiceError, ValidationFailed
 from portal.models import (Consent, ContactAttempt, Organization, Referral, ReferralEvent, ReferralService,
                            User, Zone)
 from portal.policy import Action, PolicyEngine, decide
+from portal import notify
 from portal.referrals import codes, vault
 from portal.referrals.inputs import ConsentInput, ReferralInput
 
@@ -48,6 +49,7 @@ class Context:
     pdp: PolicyEngine
     actor: User | None  # None only for system jobs, which never pass through a view
     now: datetime | None = None
+    notify: bool = True  # demo history turns the outbox off
 
     def __post_init__(self):
         self.now = self.now or utcnow()
@@ -91,6 +93,8 @@ def create_referral(ctx: Context, data: ReferralInput, parent: Referral | None =
     vault.seal(db, ctx.ring, referral, data.person, data.note)
     _event(ctx, referral, None, "sent")
     db.flush()
+    if ctx.notify:
+        notify.enqueue_new_referral(db, referral)
     return referral
 
 
@@ -133,6 +137,8 @@ def transition(ctx: Context, referral: Referral, verb: str, reason: str | None =
         referral.closed_at = ctx.now
     _event(ctx, referral, from_status, to_status, reason or outcome)
     _flush(ctx)
+    if ctx.notify:
+        notify.enqueue_status_change(ctx.db, referral, ctx.actor)
     return referral
 
 

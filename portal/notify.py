@@ -1,0 +1,114 @@
+"""E-mail notifications through an outbox: queued with the change, sent after the response.
+
+A message says that something happened and links to the portal; it never carries a name, a
+phone number, a note or anything else about the person. If the mail server is down the rows
+wait, and the next request (or `portal notifications send` from cron) tries again.
+"""
+from __future__ import annotations
+
+import logging
+import smtplib
+from email.message import EmailMessage
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.db import utcnow
+from portal.models import Notification, Referral, User
+from portal.referrals import codes
+
+log = logging.getLogger("portal.notify")
+
+# The sender hears about these changes; the everyday work in between stays with the team.
+SENDER_HEARS = ("accepted", "declined", "completed", "cancelled", "revoked")
+MAX_ATTEMPTS = 10
+
+
+def enqueue_new_referral(db: Session, referral: Referral) -> None:
+    team = db.scalars(select(User).where(User.organization_id == referral.receiver_org_id, User.active.is_(True)))
+    for user in team:
+        db.add(Notification(kind="new_referral", recipient_id=user.id, referral_id=referral.id, status="sent"))
+
+
+def enqueue_status_change(db: Session, referral: Referral, actor: User | None) -> None:
+    if referral.status not in SENDER_HEARS or (actor and actor.organization_id == referral.sender_org_id):
+        return
+    creator = db.get(User, referral.created_by_id)
+    if creator is not None and creator.active:
+        db.add(Notification(kind="status_changed", recipient_id=creator.id, referral_id=referral.id,
+                            status=referral.status))
+
+
+def compose(notification: Notification, recipient: User, base_url: str, sender: str) -> EmailMessage:
+    link = f"{base_url}/referrals/{notification.referral_id}"
+    status = codes.STATUSES[notification.status]
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient.email
+    if notification.kind == "new_referral":
+        message["Subject"] = "Peace Portal: a new referral for your team"
+        body = "A new referral is waiting for your team."
+    else:
+        message["Subject"] = f"Peace Portal: a referral you sent is now {status.lower()}"
+        body = f"A referral you sent is now: {status}."
+    message.set_content(f"{body}\n\nOpen it in the portal (sign-in required):\n{link}\n\n"
+                        "This message never contains details about the person.\n")
+    return message
+
+
+def deliver_pending(db: Session, config, limit: int = 100) -> tuple[int, int]:
+    """Send what waits in the outbox; returns (sent, failed). Never raises for a mail failure."""
+    smtp = config.smtp
+    if not smtp["host"]:
+        return 0, 0
+    pending = list(db.scalars(select(Notification).where(Notification.sent_at.is_(None),
+                                                         Notification.attempts < MAX_ATTEMPTS)
+                              .order_by(Notification.created_at).limit(limit)))
+    if not pending:
+        return 0, 0
+    sent = failed = 0
+    try:
+        with smtplib.SMTP(smtp["host"], smtp["port"], timeout=10) as server:
+            if smtp["starttls"]:
+                server.starttls()
+            if smtp["username"]:
+                server.login(smtp["username"], smtp["password"] or "")
+            for notification in pending:
+                recipient = db.get(User, notification.recipient_id)
+                notification.attempts += 1
+                try:
+                    server.send_message(compose(notification, recipient, config.base_url, config.mail_from))
+                    notification.sent_at = utcnow()
+                    sent += 1
+                except smtplib.SMTPException as error:
+                    notification.last_error = type(error).__name__
+                    failed += 1
+    except (OSError, smtplib.SMTPException) as error:
+        for notification in pending:
+            if notification.sent_at is None:
+                notification.attempts += 1
+                notification.last_error = type(error).__name__
+        failed = len(pending) - sent
+        log.warning("mail server unavailable (%s); %d notification(s) wait in the outbox", type(error).__name__,
+                    failed)
+    db.commit()
+    return sent, failed
+
+
+def init_app(app) -> None:
+    """After a successful change, try the outbox once the response has gone to the user."""
+    from flask import request
+
+    @app.after_request
+    def _deliver_after_response(response):
+        config = app.config["PORTAL"]
+        if request.method == "POST" and response.status_code < 400 and config.smtp["host"]:
+            def deliver():
+                with app.app_context():
+                    from portal.db import get_session
+                    try:
+                        deliver_pending(get_session(), config)
+                    except Exception:  # noqa: BLE001 - delivery must never break a request
+                        log.exception("notification delivery failed")
+            response.call_on_close(deliver)
+        return response
