@@ -320,3 +320,24 @@ def test_personal_fields_never_reach_the_database_in_plain_text(app, world, sent
     for secret in (NAME, "Tavon", PHONE_E164, "8675309", "Prefers afternoons", "Zanzibar"):
         assert secret.encode() not in raw, secret
         assert secret.encode("utf-16-le") not in raw, secret
+
+
+def test_team_marks_itself_at_capacity_and_senders_see_it(app, world):
+    """A team lead sets intake; the sender's form shows it; staff and other teams cannot change it."""
+    lead = sign_in(app, world.north_admin)
+    token = csrf_token(lead, "/referrals/inbox")
+    assert lead.post(f"/admin/organizations/{world.north.id}/intake",
+                     data={"intake": "at_capacity", "csrf_token": token}).status_code == 303
+    nurse = sign_in(app, world.nurse)
+    options = nurse.get("/referrals/new/receivers", query_string={"zone": "N1"}).get_data(as_text=True)
+    north = options.split("North Team")[1].split("</li>")[0]
+    assert "at capacity" in north and options.index("North Team") < options.index("East Team")
+    for outsider in (world.north_staff, world.east_admin, world.police_staff):
+        client = sign_in(app, outsider)
+        token = csrf_token(client, "/")
+        response = client.post(f"/admin/organizations/{world.north.id}/intake",
+                               data={"intake": "open", "csrf_token": token})
+        assert response.status_code == 404
+    with app.app_context():
+        from portal.models import Organization
+        assert get_session().get(Organization, world.north.id).intake == "at_capacity"

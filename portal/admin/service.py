@@ -112,3 +112,14 @@ def _flush(db: Session, message: str, field: str) -> None:
         db.flush()
     except IntegrityError:
         raise ServiceError(message, field) from None
+
+
+INTAKE = ("open", "waitlist", "at_capacity")
+
+
+def set_intake(db: Session, org: Organization, intake: str) -> Organization:
+    """Whether the organization is taking referrals: open, waitlisting or at capacity."""
+    if intake not in INTAKE:
+        raise ServiceError("Choose whether you are taking referrals.", "intake")
+    org.intake = intake
+    return org

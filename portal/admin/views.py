@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, abort, redirect, render_template, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 from wtforms import SelectChoice
@@ -13,7 +13,7 @@ from portal.admin.forms import KIND_LABELS, ROLE_LABELS, ActiveForm, Organizatio
 from portal.db import get_session
 from portal.errors import ServiceError
 from portal.models import Organization, User, Zone
-from portal.policy import Action, decide
+from portal.policy import Action, decide, decide_many
 from portal.policy.gate import require
 from portal.web.htmx import is_htmx
 
@@ -78,9 +78,21 @@ def create_organization():
 @bp.get("/organizations/<uuid:org_id>")
 @require(Action.ORG_VIEW, load=load_organization)
 def organization(org, org_id):
-    can_create = decide(current_user, Action.USER_CREATE, org).allowed
+    can_create, can_set_intake = (d.allowed for d in decide_many(current_user, (Action.USER_CREATE,
+                                                                                 Action.ORG_SET_INTAKE), org))
     return render_template("admin/organization.html", org=org, rows=[_row(u) for u in org.users],
-                           can_create=can_create)
+                           can_create=can_create, can_set_intake=can_set_intake)
+
+
+@bp.post("/organizations/<uuid:org_id>/intake")
+@require(Action.ORG_SET_INTAKE, load=load_organization)
+def set_intake(org, org_id):
+    try:
+        service.set_intake(get_session(), org, request.form.get("intake", ""))
+    except ServiceError as error:
+        abort(400, error.message)
+    get_session().commit()
+    return redirect(url_for("referrals.inbox"), code=303)
 
 
 # -- zones -----------------------------------------------------------------------------------

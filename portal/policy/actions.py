@@ -13,6 +13,7 @@ class Action(StrEnum):
     ORG_LIST = "org.list"
     ORG_CREATE = "org.create"
     ORG_VIEW = "org.view"
+    ORG_SET_INTAKE = "org.set_intake"
     ZONE_LIST = "zone.list"
     ZONE_CREATE = "zone.create"
     USER_CREATE = "user.create"

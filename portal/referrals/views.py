@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from portal.db import get_session
 from portal.errors import ConflictError, ValidationFailed
 from portal.models import Referral, User, Zone
-from portal.policy import Action, engine
+from portal.policy import Action, decide, engine
 from portal.policy.gate import require
 from portal.policy.projection import allowed_actions, project_referral
 from portal.referrals import codes, queries, service
@@ -116,8 +116,10 @@ def inbox():
         abort(400)
     db = get_session()
     rows = _rows(queries.inbox(db, current_user, status))
+    org = current_user.organization
     return page_or_partial("referrals/inbox.html", "partials/inbox_rows.html", rows=rows, status=status,
-                           waiting=queries.new_in_inbox(db, current_user))
+                           waiting=queries.new_in_inbox(db, current_user), org=org,
+                           can_set_intake=decide(current_user, Action.ORG_SET_INTAKE, org).allowed)
 
 
 @bp.get("/sent")

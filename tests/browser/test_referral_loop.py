@@ -321,7 +321,7 @@ def test_invalid_phone_shows_error_at_the_field_and_keeps_the_form(page: Page, a
     expect(phone).to_have_value("call me")
     field = page.locator("div.field").filter(has=page.locator("#person-phone"))
     expect(field.locator("p.error")).to_have_text(PHONE_ERROR)
-    expect(page.locator("p.error")).to_have_count(1)  # the one error, at the one field
+    expect(page.locator("form p.error")).to_have_count(1)  # the one error, at the one field
 
     name = page.get_by_role("textbox", name="Preferred name", exact=True)
     expect(name).to_have_value("Jordan Keeps")
@@ -385,7 +385,7 @@ def test_new_referral_form_with_errors_has_no_serious_violations(page: Page, axe
     page.get_by_label("Yes, they agreed").check()
     send(page, expected_status=422)
     expect(page.get_by_role("alert")).to_contain_text("Nothing was sent")
-    assert page.locator("p.error").count() >= 5
+    assert page.locator("form p.error").count() >= 5
     violations = blocking_violations(axe, page)
     assert not violations, "axe on /referrals/new with errors:\n" + describe(violations)
 
