@@ -15,11 +15,16 @@ from sqlalchemy.engine import make_url
 
 from portal import create_app, migrate
 from portal.admin import service
+from portal.auth import passwords
 from portal.crypto import generate_key_entry
 from portal.db import Base, get_session
 from portal.models import Organization, User
 
 CI = os.environ.get("CI") == "true"
+
+# argon2id at its production cost takes about half a second a hash on this machine; the suite
+# hashes thousands. Same algorithm, lower cost; the CLI and entrypoint tests run the real cost.
+passwords.use_parameters(time_cost=1, memory_cost=1024, parallelism=1)
 PASSWORD = "correct horse battery staple"
 SECRET = "test-secret-key-" + "x" * 32
 KEK = generate_key_entry("test1")

@@ -219,8 +219,9 @@ def test_invalid_referrals_answer_422_per_field_and_write_nothing(world):
 def test_malformed_json_or_a_non_object_body_answers_400(world):
     """A body that is not a JSON object is refused before any rule runs."""
     nurse = world.api(world.nurse)
+    form = "application/x-www-form-urlencoded"
     for kwargs in ({"data": "{not json", "content_type": "application/json"}, {"json": [world.body()]},
-                   {"json": "text"}, {"data": "receiver_org_id=x", "content_type": "application/x-www-form-urlencoded"}):
+                   {"json": "text"}, {"data": "receiver_org_id=x", "content_type": form}):
         response = nurse.client.post(f"{API}/referrals", headers={"X-CSRFToken": nurse.token}, **kwargs)
         assert_problem(response, 400)
     rid = world.send()

@@ -341,3 +341,16 @@ def test_team_marks_itself_at_capacity_and_senders_see_it(app, world):
     with app.app_context():
         from portal.models import Organization
         assert get_session().get(Organization, world.north.id).intake == "at_capacity"
+
+
+def test_free_text_in_a_reason_never_reaches_the_sender(app, world, sent):
+    """A reason on a verb that takes none is dropped; a reason must be a code: free text stays put."""
+    cvi = sign_in(app, world.north_staff)
+    leak = "Call his cousin Marcus at 555-0100"
+    assert act(cvi, sent, "accept", reason=leak, outcome=leak).status_code == 303
+    assert act(cvi, sent, "cancel", reason=leak).status_code == 422
+    with app.app_context():
+        referral = get_session().get(Referral, uuid.UUID(sent))
+        assert referral.status_reason is None and referral.outcome is None
+        assert all(e.reason_code is None for e in referral.events)
+    assert "Marcus" not in sign_in(app, world.nurse).get(f"/referrals/{sent}").get_data(as_text=True)

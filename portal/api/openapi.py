@@ -154,67 +154,71 @@ def _reason(vocabulary) -> dict:
     return _body(_object(["reason"], reason=_enum(vocabulary)))
 
 
+def _read(summary: str, action: str, responses: dict, parameters: list | None = None) -> dict:
+    operation = {"summary": summary, "x-portal-action": action, "responses": responses}
+    if parameters:
+        operation["parameters"] = parameters
+    return {"get": operation}
+
+
+EMPTY = _body({"type": "object"}, required=False)
+
+
 def _paths() -> dict:
     referral = "/referrals/{referral_id}"
+    directory = _object(["items"], items={"type": "array", "items": _ref("Organization")})
+    page = _object(["items", "limit", "offset"], items={"type": "array", "items": _ref("ReferralSummary")},
+                   limit={"type": "integer"}, offset={"type": "integer"})
+    lists = [
+        {"name": "box", "in": "query", "schema": {"type": "string", "enum": ["inbox", "sent"], "default": "inbox"}},
+        {"name": "status", "in": "query", "description": "Inbox only; default: the open statuses.",
+         "schema": _enum(codes.STATUSES)},
+        {"name": "limit", "in": "query",
+         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": queries.PAGE_SIZE}},
+        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+    ]
+    idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "description": "A random (version 4) UUID; it becomes the referral's id, so a repeat sends "
+                                  "once (200 with the referral sent the first time).",
+                   "schema": {"type": "string", "format": "uuid"}}
+    document = {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}
     return {
-        "/directory": {"get": {
-            "summary": "Organizations the caller may send referrals to", "x-portal-action": Action.REFERRAL_CREATE.value,
-            "responses": {**_ok("The directory.", _object(["items"], items={"type": "array", "items": _ref("Organization")})),
-                          **_errors(403)}}},
+        "/directory": _read("Organizations the caller may send referrals to", Action.REFERRAL_CREATE.value,
+                            {**_ok("The directory.", directory), **_errors(403)}),
         "/referrals": {
-            "post": {
-                "summary": "Send a referral under the consent recorded with it",
-                "x-portal-action": Action.REFERRAL_CREATE.value,
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "description": "A random UUID; it becomes the referral's id, so a repeat sends once "
-                                               "(200 with the referral sent the first time).",
-                                "schema": {"type": "string", "format": "uuid"}}],
-                "requestBody": _body(_ref("NewReferral")),
-                "responses": {**_ok("Sent.", _ref("Referral"), "201", located=True),
-                              **_ok("Already sent with this Idempotency-Key.", _ref("Referral"), located=True),
-                              **_errors(400, 403, 422)}},
-            "get": {
-                "summary": "The caller's inbox or sent list, newest first (the inbox urgent first)",
-                "x-portal-action": f"{Action.REFERRAL_LIST_INBOX.value} | {Action.REFERRAL_LIST_SENT.value}",
-                "parameters": [
-                    {"name": "box", "in": "query", "schema": {"type": "string", "enum": ["inbox", "sent"], "default": "inbox"}},
-                    {"name": "status", "in": "query", "description": "Inbox only; default: the open statuses.",
-                     "schema": _enum(codes.STATUSES)},
-                    {"name": "limit", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": queries.PAGE_SIZE}},
-                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
-                ],
-                "responses": {**_ok("One page.", _object(["items", "limit", "offset"],
-                                                         items={"type": "array", "items": _ref("ReferralSummary")},
-                                                         limit={"type": "integer"}, offset={"type": "integer"})),
-                              **_errors(400, 403)}},
+            **_read("The caller's inbox or sent list, newest first (the inbox urgent first)",
+                    f"{Action.REFERRAL_LIST_INBOX.value} | {Action.REFERRAL_LIST_SENT.value}",
+                    {**_ok("One page.", page), **_errors(400, 403)}, lists),
+            "post": {"summary": "Send a referral under the consent recorded with it",
+                     "x-portal-action": Action.REFERRAL_CREATE.value, "parameters": [idempotency],
+                     "requestBody": _body(_ref("NewReferral")),
+                     "responses": {**_ok("Sent.", _ref("Referral"), "201", located=True),
+                                   **_ok("Already sent with this Idempotency-Key.", _ref("Referral"), located=True),
+                                   **_errors(400, 403, 422)}},
         },
-        referral: {"get": {
-            "summary": "One referral, as far as the caller may see it", "x-portal-action": Action.REFERRAL_VIEW_STATUS.value,
-            "parameters": [{"$ref": "#/components/parameters/referral_id"}],
-            "responses": {**_ok("The referral.", _ref("Referral")), **_errors(404)}}},
-        f"{referral}/accept": _work("Accept", Action.REFERRAL_ACCEPT, _body({"type": "object"}, required=False)),
+        referral: _read("One referral, as far as the caller may see it", Action.REFERRAL_VIEW_STATUS.value,
+                        {**_ok("The referral.", _ref("Referral")), **_errors(404)},
+                        [{"$ref": "#/components/parameters/referral_id"}]),
+        f"{referral}/accept": _work("Accept", Action.REFERRAL_ACCEPT, EMPTY),
         f"{referral}/decline": _work("Decline", Action.REFERRAL_DECLINE, _reason(codes.DECLINE_REASONS)),
         f"{referral}/hold": _work("Put on hold", Action.REFERRAL_HOLD, _reason(codes.HOLD_REASONS)),
-        f"{referral}/resume": _work("Resume", Action.REFERRAL_RESUME, _body({"type": "object"}, required=False)),
+        f"{referral}/resume": _work("Resume", Action.REFERRAL_RESUME, EMPTY),
         f"{referral}/complete": _work("Close with an outcome", Action.REFERRAL_COMPLETE,
                                       _body(_object(["outcome"], outcome=_enum(codes.COMPLETION_OUTCOMES)))),
         f"{referral}/cancel": _work("Cancel", Action.REFERRAL_CANCEL, _reason(codes.CANCEL_REASONS)),
-        f"{referral}/assign": _work("Assign to a worker of the receiving team, or unassign with null",
-                                    Action.REFERRAL_ASSIGN, _body(_object(["user_id"], user_id={"type": ["string", "null"],
-                                                                                                 "format": "uuid"}))),
+        f"{referral}/assign": _work(
+            "Assign to a worker of the receiving team, or unassign with null", Action.REFERRAL_ASSIGN,
+            _body(_object(["user_id"], user_id={"type": ["string", "null"], "format": "uuid"}))),
         f"{referral}/contact-attempts": _work(
             "Log an attempt to reach the person", Action.REFERRAL_LOG_CONTACT,
             _body(_object(["outcome"], outcome=_enum(codes.CONTACT_OUTCOMES), note=_text(codes.NOTE_MAX))), "201"),
         f"{referral}/handoff": _work(
-            "Hand off to an organization the consent names, or under a consent recorded now", Action.REFERRAL_HANDOFF,
+            "Hand off to an organization the consent names, or under a consent recorded now",
+            Action.REFERRAL_HANDOFF,
             _body(_object(["receiver_org_id"], receiver_org_id=UUID, consent=_ref("HandoffConsent"))), "201"),
         f"{referral}/consent/revoke": _work("Record that the person withdrew consent (shreds the details)",
-                                            Action.REFERRAL_REVOKE_CONSENT, _body({"type": "object"}, required=False)),
-        "/openapi.json": {"get": {
-            "summary": "This document", "x-portal-action": Action.HOME_VIEW.value,
-            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}},
-                          **_errors()}}},
+                                            Action.REFERRAL_REVOKE_CONSENT, EMPTY),
+        "/openapi.json": _read("This document", Action.HOME_VIEW.value, {"200": document, **_errors()}),
     }
 
 

@@ -1,35 +1,32 @@
 """JSON API v1. Thin, like the pages: parse the body, call the service, commit, answer the projection.
 
 Every endpoint declares its action with `@require`, exactly as the HTML views do; a referral the
-caller may not see answers 404. Errors are RFC 9457 problem details (application/problem+json):
-a rule's refusal answers 422 with `errors` (field path → message), a stale or concurrent change
-409, a malformed request 400. The blueprint's error handlers roll the session back.
+caller may not see answers 404. Errors are RFC 9457 problem details (see problems.py): 422 with
+`errors` per field, 409 for a stale change, 400 for a malformed request.
 """
 from __future__ import annotations
 
-import json
 import uuid
 
 from flask import Blueprint, abort, current_app, request, url_for
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
+from portal.api import problems
 from portal.api.openapi import MAX_LIMIT, build_document
+from portal.api.problems import json_object
 from portal.db import get_session
-from portal.errors import ConflictError, ServiceError, ValidationFailed
 from portal.models import Referral
 from portal.policy import Action, engine
 from portal.policy.gate import require
 from portal.policy.projection import allowed_actions, project_referral
 from portal.referrals import codes, queries, service
 from portal.referrals.inputs import Errors, clean_text, code, parse_consent, parse_referral, parse_uuid
-from portal.web.errors import render_error
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+problems.register(bp)
 
 MAX_OFFSET = 2**31 - 1
-# render_error knows the generic titles; these two carry the API's own meaning.
-TITLES = {409: "Conflict", 422: "Some fields need attention"}
 # verb → (action, the body field the service needs and its vocabulary)
 TRANSITIONS = {
     "accept": (Action.REFERRAL_ACCEPT, None, None),
@@ -47,46 +44,6 @@ def load_referral(referral_id: uuid.UUID):
 
 def _ctx() -> service.Context:
     return service.Context(get_session(), current_app.extensions["portal.keyring"], engine(), current_user)
-
-
-# -- problems --------------------------------------------------------------------------------
-def problem(status: int, detail: str | None = None, **extra):
-    """An RFC 9457 problem: render_error's shape, plus extension members such as `errors`."""
-    response = render_error(status, detail)
-    body = response.get_json()
-    if status in TITLES:
-        body["title"] = TITLES[status]
-    body.update(extra)
-    response.set_data(json.dumps(body))
-    return response
-
-
-@bp.errorhandler(ValidationFailed)
-def _invalid(failed: ValidationFailed):
-    get_session().rollback()
-    return problem(422, failed.message, errors=failed.errors)
-
-
-@bp.errorhandler(ConflictError)
-def _conflict(failed: ConflictError):
-    get_session().rollback()
-    return problem(409, failed.message)
-
-
-@bp.errorhandler(ServiceError)
-def _refused(failed: ServiceError):
-    get_session().rollback()
-    return problem(422, failed.message, errors={failed.field: failed.message} if failed.field else {})
-
-
-def _body(required: bool = False) -> dict:
-    """The request's JSON object; an empty body is {} where nothing is required."""
-    if not required and not request.get_data(cache=True):
-        return {}
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        abort(400, "Send a JSON object with Content-Type: application/json.")
-    return data
 
 
 # -- answers ---------------------------------------------------------------------------------
@@ -120,7 +77,7 @@ def directory():
 @require(Action.REFERRAL_CREATE)
 def create_referral():
     db = get_session()
-    data = _body(required=True)
+    data = json_object(required=True)
     key = _idempotency_key()
     if key is not None and (existing := db.get(Referral, key)) is not None:
         return _replay(existing)
@@ -199,9 +156,9 @@ def _paging() -> tuple[int, int]:
     return limit, offset
 
 
-def _page(referrals, limit: int, offset: int) -> dict:
+def _page(rows, limit: int, offset: int) -> dict:
     """Each row projected through the PDP; a row the policies would hide is dropped."""
-    items = [_project(r, detail=False, allowed=allowed_actions(current_user, r)) for r in referrals]
+    items = [_project(r, detail=False, allowed=allowed_actions(current_user, r)) for r in rows]
     return {"items": [item for item in items if item is not None], "limit": limit, "offset": offset}
 
 
@@ -214,7 +171,7 @@ def referral(referral, referral_id):
 
 def _transition(verb: str, field: str | None, vocabulary: dict | None):
     def run(referral, referral_id):
-        data = _body()
+        data = json_object()
         errors = Errors()
         value = code(data.get(field), field, vocabulary, errors) if field else None
         errors.raise_if_any()
@@ -233,7 +190,7 @@ for _verb, (_action, _field, _vocabulary) in TRANSITIONS.items():
 @bp.post("/referrals/<uuid:referral_id>/assign")
 @require(Action.REFERRAL_ASSIGN, load=load_referral)
 def assign(referral, referral_id):
-    data = _body(required=True)
+    data = json_object(required=True)
     errors = Errors()
     if "user_id" not in data:
         errors.add("user_id", "Give a worker's id, or null to unassign.")
@@ -246,7 +203,7 @@ def assign(referral, referral_id):
 @bp.post("/referrals/<uuid:referral_id>/contact-attempts")
 @require(Action.REFERRAL_LOG_CONTACT, load=load_referral)
 def log_contact(referral, referral_id):
-    data = _body(required=True)
+    data = json_object(required=True)
     errors = Errors()
     outcome = code(data.get("outcome"), "outcome", codes.CONTACT_OUTCOMES, errors)
     note = clean_text(data.get("note"), "note", errors, codes.NOTE_MAX, multiline=True)
@@ -258,7 +215,7 @@ def log_contact(referral, referral_id):
 @bp.post("/referrals/<uuid:referral_id>/handoff")
 @require(Action.REFERRAL_HANDOFF, load=load_referral)
 def handoff(referral, referral_id):
-    data = _body(required=True)
+    data = json_object(required=True)
     ctx = _ctx()
     errors = Errors()
     receiver = parse_uuid(data.get("receiver_org_id"), "receiver_org_id", errors)
@@ -276,7 +233,7 @@ def handoff(referral, referral_id):
 @bp.post("/referrals/<uuid:referral_id>/consent/revoke")
 @require(Action.REFERRAL_REVOKE_CONSENT, load=load_referral)
 def revoke_consent(referral, referral_id):
-    _body()
+    json_object()
     service.revoke_consent(_ctx(), referral)
     return _answer(referral)
 

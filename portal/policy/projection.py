@@ -6,6 +6,7 @@ decrypted only when their category is allowed.
 """
 from __future__ import annotations
 
+from portal.db import utcnow
 from portal.policy import Action, decide_many
 from portal.policy.actions import REFERRAL_VIEWS
 from portal.referrals import codes, vault
@@ -47,7 +48,7 @@ def project_referral(db, ring, user, referral, allowed: set[Action] | None = Non
         "first_contact_at": _iso(referral.first_contact_at),
         "closed_at": _iso(referral.closed_at),
         "handed_off": bool(referral.children),
-        "consent_active": referral.consent.active_at(referral.updated_at) and referral.status != "revoked"
+        "consent_active": referral.consent.active_at(utcnow()) and referral.status != "revoked"
                           and referral.personal_purged_at is None,
         "allowed": sorted(a.value for a in allowed),
     }

@@ -116,9 +116,16 @@ def transition(ctx: Context, referral: Referral, verb: str, reason: str | None =
                outcome: str | None = None) -> Referral:
     """Move the referral along the closed loop, or raise ConflictError when its status forbids it."""
     allowed_from, to_status = TRANSITIONS[verb]
-    if verb in REASONS_FOR and reason not in REASONS_FOR[verb]:
+    # Only codes travel: a reason where the verb takes none is dropped, never stored, because
+    # the sender sees reasons and free text must never leave the receiving team.
+    reasons = REASONS_FOR.get(verb, {"consent_expired": None} if verb == "revoke" else {})
+    reason = reason if reasons else None
+    outcome = outcome if verb == "complete" else None
+    if reasons and verb != "revoke" and not (isinstance(reason, str) and reason in reasons):
         raise ValidationFailed({"reason": "Choose a reason."})
-    if verb == "complete" and outcome not in codes.COMPLETION_OUTCOMES:
+    if verb == "revoke" and reason is not None and reason not in reasons:
+        raise ValidationFailed({"reason": "Not a known reason."})
+    if verb == "complete" and not (isinstance(outcome, str) and outcome in codes.COMPLETION_OUTCOMES):
         raise ValidationFailed({"outcome": "Choose an outcome."})
     if referral.status not in allowed_from:
         raise ConflictError(f"This referral is {codes.STATUSES[referral.status].lower()}; "
@@ -158,7 +165,7 @@ def assign(ctx: Context, referral: Referral, user_id: uuid.UUID | None) -> Refer
 
 def log_contact(ctx: Context, referral: Referral, outcome: str, note: str | None) -> ContactAttempt:
     """Record an attempt to reach the person; the first success starts the work (in progress)."""
-    if outcome not in codes.CONTACT_OUTCOMES:
+    if not (isinstance(outcome, str) and outcome in codes.CONTACT_OUTCOMES):
         raise ValidationFailed({"outcome": "Choose what happened."})
     if referral.status not in WORKING_STATUSES:
         raise ConflictError("Accept the referral before logging contact attempts.")

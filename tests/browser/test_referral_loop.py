@@ -20,7 +20,7 @@ from tests.browser.conftest import path_of, path_of_url, sign_in
 from tests.browser.test_accessibility import blocking_violations, describe
 
 HOSPITAL, CVI, POLICE = "hospital@demo.test", "cvi@demo.test", "police@demo.test"
-NORTH, EAST = "Northside Peacekeepers", "Eastside Credible Messengers"
+NORTH = "Northside Peacekeepers"
 
 # The person's details, with markup that must stay text everywhere it is shown.
 NAME = "Jay Marlowe <img src=x onerror=window.__pwned=1>"
