@@ -19,7 +19,7 @@ from portal.policy.gate import require
 from portal.policy.projection import allowed_actions, project_referral
 from portal.referrals import codes, queries, service
 from portal.referrals.inputs import Errors, clean_text, parse_consent, parse_referral
-from portal.web.htmx import page_or_partial
+from portal.web.htmx import is_htmx, page_or_partial
 
 bp = Blueprint("referrals", __name__, url_prefix="/referrals")
 
@@ -118,7 +118,7 @@ def inbox():
     rows = _rows(queries.inbox(db, current_user, status))
     org = current_user.organization
     return page_or_partial("referrals/inbox.html", "partials/inbox_rows.html", rows=rows, status=status,
-                           waiting=queries.new_in_inbox(db, current_user), org=org,
+                           waiting=queries.new_in_inbox(db, current_user), org=org, swap=is_htmx(),
                            can_set_intake=decide(current_user, Action.ORG_SET_INTAKE, org).allowed)
 
 
