@@ -338,6 +338,9 @@ def test_team_marks_itself_at_capacity_and_senders_see_it(app, world):
         response = client.post(f"/admin/organizations/{world.north.id}/intake",
                                data={"intake": "open", "csrf_token": token})
         assert response.status_code == 404
+    visitor = app.test_client()
+    assert visitor.post(f"/admin/organizations/{world.north.id}/intake", data={"intake": "open"}).status_code == 400
+    assert lead.post(f"/admin/organizations/{world.north.id}/intake", data={"intake": "open"}).status_code == 400
     with app.app_context():
         from portal.models import Organization
         assert get_session().get(Organization, world.north.id).intake == "at_capacity"
