@@ -38,6 +38,11 @@ class Action(StrEnum):
     REFERRAL_CANCEL = "referral.cancel"
     REFERRAL_REVOKE_CONSENT = "referral.revoke_consent"
 
+    DASHBOARD_VIEW = "dashboard.view"
+    DASHBOARD_EXPORT = "dashboard.export"
+    RELEASE_LEDGER = "release.ledger"
+    AGGREGATE_VIEW = "aggregate.view"
+
 
 # What a caller may see of a referral: one action per field category.
 REFERRAL_VIEWS = (Action.REFERRAL_VIEW_STATUS, Action.REFERRAL_VIEW_CONTACT, Action.REFERRAL_VIEW_NOTES,
