@@ -21,10 +21,14 @@ def create_app(config: dict | None = None) -> Flask:
     from portal.api.views import bp as api_bp
     from portal.auth.views import bp as auth_bp
     from portal.crypto import KeyringError, load_keyring
+    from portal.dashboards.views import bp as dashboards_bp
     from portal.extensions import csrf, login_manager
     from portal.home.views import bp as home_bp
     from portal.referrals.views import bp as referrals_bp
-    from portal.policy import PolicyEngine, gate
+    from portal.releases.catalog import CatalogError, load_catalog
+    from portal.releases.views import api as aggregates_api_bp
+    from portal.releases.views import bp as aggregates_bp
+    from portal.policy import PolicyEngine, PolicyError, gate
     from portal.web import errors, security
 
     settings = portal_config.load(overrides=config)
@@ -46,6 +50,10 @@ def create_app(config: dict | None = None) -> Flask:
                                                         settings.production)
     except KeyringError as exc:
         raise portal_config.ConfigError(str(exc)) from None
+    try:
+        app.extensions["portal.catalog"] = load_catalog(settings.policy_dir)
+    except CatalogError as exc:
+        raise PolicyError(str(exc)) from None
     db_module.init_app(app, Database(settings.database_url))
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -54,7 +62,8 @@ def create_app(config: dict | None = None) -> Flask:
     gate.init_app(app)
     notify.init_app(app)
 
-    for blueprint in (auth_bp, home_bp, admin_bp, referrals_bp, api_bp):
+    for blueprint in (auth_bp, home_bp, admin_bp, referrals_bp, api_bp, dashboards_bp, aggregates_bp,
+                      aggregates_api_bp):
         app.register_blueprint(blueprint)
     return app
 

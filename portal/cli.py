@@ -143,6 +143,8 @@ def demo_data(referrals, seed):
         with click.progressbar(length=referrals, label="referral history", file=sys.stderr) as bar:
             made = load_demo_referrals(session, _keyring(), engine(), referrals, seed, progress=bar.update)
         click.echo(f"{made} referral(s) created ({referrals - made} already present)")
+        done = _publish_due()
+        click.echo(f"{len(done)} release(s) published from that history")
 
 
 # -- keys and retention ----------------------------------------------------------------------
@@ -194,6 +196,25 @@ def retention_run():
                              config.retention_days, utcnow(), progress=bar.update)
     click.echo(f"{done['expired_consents']} expired consent(s) ended; "
                f"{done['purged_referrals']} closed referral(s) purged of personal fields")
+
+
+@cli.group()
+def releases():
+    """Published aggregate releases."""
+
+
+@releases.command("publish")
+def releases_publish():
+    """Publish every month that is due (closed, and the lag passed). Run from cron; idempotent."""
+    done = _publish_due()
+    click.echo(f"{len(done)} release(s) published" + (f": No. {done[0].number}–{done[-1].number}" if done else ""))
+
+
+def _publish_due():
+    from portal.db import utcnow
+    from portal.releases.publish import publish_due
+    with click.progressbar(length=0, label="releases", file=sys.stderr) as bar:
+        return publish_due(_db(), current_app.extensions["portal.catalog"], utcnow(), progress=bar.update)
 
 
 @cli.group()

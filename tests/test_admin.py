@@ -172,3 +172,16 @@ def test_visitor_is_sent_to_login_and_forged_post_is_refused(client, make):
     assert client.get("/admin/zones").status_code == 302
     assert client.post(f"/admin/users/{user.id}/active").status_code == 400
     assert client.post("/admin/zones", data={"code": "Q1", "label": "q"}).status_code == 400
+
+
+def test_org_admin_cannot_change_a_portal_admin_of_the_same_organization(app, client, make, login_as):
+    """A city org admin shares an organization with the portal admin, yet cannot deactivate or demote them."""
+    city = make.org("city_office")
+    admin = make.user(city, "staff", portal_admin=True)
+    login_as(org=city, role="org_admin")
+    token = csrf_token(client, "/")
+    assert client.post(f"/admin/users/{admin.id}/active", data={"csrf_token": token}).status_code == 404
+    assert client.post(f"/admin/users/{admin.id}/role", data={"role": "org_admin", "csrf_token": token}).status_code == 404
+    with app.app_context():
+        stored = get_session().get(User, admin.id)
+        assert (stored.active, stored.role) == (True, "staff")

@@ -219,6 +219,18 @@ def _paths() -> dict:
         f"{referral}/consent/revoke": _work("Record that the person withdrew consent (shreds the details)",
                                             Action.REFERRAL_REVOKE_CONSENT, EMPTY),
         "/openapi.json": _read("This document", Action.HOME_VIEW.value, {"200": document, **_errors()}),
+        "/aggregates": _read("The published tables the caller may see (police partners and the city office)",
+                             Action.AGGREGATE_VIEW.value,
+                             {**_ok("The catalog and the latest release.", {"type": "object"}), **_errors(403)}),
+        "/aggregates/{name}": _read(
+            "One published table, as of a release; no other parameter exists", Action.AGGREGATE_VIEW.value,
+            {**_ok("The table: {table, release, columns, rows, suppressed_marker, k, released_through, clamped}.",
+                   {"type": "object"}), **_errors(400, 403)},
+            [{"name": "name", "in": "path", "required": True, "description": "The table.", "schema": {"type": "string"}},
+             {"name": "release", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+             {"name": "through", "in": "query", "description": "Last month, such as 2026-03; clamped to the "
+                                                               "latest release.",
+              "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}}]),
     }
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, current_app, jsonify, render_template
 from flask_login import current_user
 from sqlalchemy import text
 
@@ -25,7 +25,8 @@ HOME_TEMPLATES = {
 
 
 # The navigation a user sees is itself a set of policy decisions, made once per page.
-NAV_ACTIONS = (Action.REFERRAL_CREATE, Action.REFERRAL_LIST_INBOX, Action.REFERRAL_LIST_SENT, Action.ORG_LIST)
+NAV_ACTIONS = (Action.REFERRAL_CREATE, Action.REFERRAL_LIST_INBOX, Action.REFERRAL_LIST_SENT, Action.ORG_LIST,
+               Action.DASHBOARD_VIEW)
 
 
 @bp.app_context_processor
@@ -51,7 +52,8 @@ def account(user):
 @bp.get("/transparency")
 @public
 def transparency():
-    return render_template("home/transparency.html", table=transparency_table(engine()))
+    return render_template("home/transparency.html", table=transparency_table(engine()),
+                           catalog=current_app.extensions["portal.catalog"])
 
 
 @bp.get("/healthz")

@@ -3,7 +3,8 @@ from flask import render_template, request
 
 
 def is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
+    """An htmx swap, but not a history restore (Back/Forward), which needs the whole page."""
+    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
 
 
 def page_or_partial(page: str, partial: str, **context):

@@ -1,0 +1,1 @@
+"""Published aggregate releases: the only numbers a police partner ever sees."""
