@@ -210,6 +210,22 @@ def releases_publish():
     click.echo(f"{len(done)} release(s) published" + (f": No. {done[0].number}–{done[-1].number}" if done else ""))
 
 
+@releases.command("audit")
+def releases_audit():
+    """Audit every published number of every release together; exit 1 on any way in."""
+    from portal.disclosure import Statistic, audit
+    from portal.models import Release
+    statistics = [Statistic(s["key"], frozenset(s["atoms"]), s["value"], 0)
+                  for r in _db().scalars(select(Release)) for s in r.statistics]
+    violations = audit(statistics, current_app.extensions["portal.catalog"].k)
+    for v in violations:
+        click.echo(f"portal: {v.key} can be narrowed to [{v.low:.1f}, {v.high:.1f}]: {v.reason}", err=True)
+    if violations:
+        sys.exit(1)
+    suppressed = sum(1 for s in statistics if s.value is None)
+    click.echo(f"{len(statistics)} published numbers audited, {suppressed} suppressed: no way in")
+
+
 def _publish_due():
     from portal.db import utcnow
     from portal.releases.publish import publish_due

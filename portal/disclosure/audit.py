@@ -11,8 +11,10 @@ effectively knows it. The audit solves those programs (HiGHS via scipy) and repo
 statistic; an empty answer is the proof that no linear combination of the releases recovers one.
 
 What this does not cover: attackers with outside knowledge (e.g. "my neighbour was referred"),
-non-linear reasoning about the suppression algorithm itself, and integer reasoning beyond
-rounding the LP bounds (see `audit`).
+reasoning about the suppression algorithm itself (e.g. "suppressed, so not zero"), integer
+reasoning beyond rounding the LP bounds, and derived aggregates other than the ones checked
+(released statistics, single atoms, and what a published statistic leaves once the published
+statistics inside it are removed) -- an arbitrary union of atoms is not examined.
 
 Pure: plain data in, plain data out; no web, database or portal imports.
 """
@@ -101,7 +103,11 @@ def audit(statistics: Iterable[Statistic], k: int) -> list[Violation]:
     * a published statistic whose value is 1..k-1 (a primary suppression was missed);
     * an atom that is not itself a released statistic lies within [1, k-1] (key "atom:<name>"):
       differencing two overlapping releases, e.g. Jan-Apr minus Jan-Mar, pins a count nobody
-      released -- the "one new person" attack.
+      released -- the "one new person" attack;
+    * what remains of a published statistic after removing the published statistics inside it
+      lies within [1, k-1] (key "residual:<key>"): a row total minus its published cells is the
+      sum of its suppressed cells, so two small cells suppressed together must not add up to a
+      small count either.
 
     An unbounded maximum means infinitely wide: safe. Identical atom sets are solved once. Raises
     ValueError for duplicate keys or published values that contradict each other, AuditError when
@@ -132,14 +138,46 @@ def _audit(statistics: Iterable[Statistic], k: int) -> list[tuple[Violation, fro
             if v is not None:
                 found.append((v, s.atoms))
 
-    singletons = {next(iter(s.atoms)) for s in stats if len(s.atoms) == 1}
-    loose = [a for a in problem.atoms if a not in singletons]
-    for atom in problem.atoms_possibly_positive(loose):
-        v = problem.judge(frozenset([atom]), k, width_rule=False, key=f"atom:{atom}",
-                          what="atom (not itself released)")
-        if v is not None:
-            found.append((v, frozenset([atom])))
+    # Aggregates nobody released but anyone can work out: each atom, and what is left of a
+    # published statistic once the published statistics inside it are taken away.
+    released = {s.atoms for s in stats}
+    derived: dict[frozenset[str], str] = {}
+    for atom in problem.atoms:
+        if frozenset([atom]) not in released:
+            derived.setdefault(frozenset([atom]), f"atom:{atom}")
+    container: dict[frozenset[str], frozenset[str]] = {}
+    for s, rest in _residuals(stats):
+        if rest not in released and rest not in derived:
+            derived[rest] = f"residual:{s.key}"
+            container[rest] = s.atoms
+    for atoms in problem.possibly_positive(list(derived)):
+        key = derived[atoms]
+        what = "atom (not itself released)" if key.startswith("atom:") else (
+            f"remainder of {key.removeprefix('residual:')} after the published parts inside it")
+        v = problem.judge(atoms, k, width_rule=False, key=key, what=what)
+        if v is not None:  # for a remainder, hand back the whole statistic: its parts are the cure
+            found.append((v, container.get(atoms, atoms)))
     return found
+
+
+def _residuals(stats: list[Statistic]):
+    """(statistic, its atoms minus those of every published statistic strictly inside it).
+
+    The total of a line minus its published cells gives the sum of the suppressed ones: if that
+    sum is small, two small cells "protecting" each other still disclose a small group count.
+    """
+    published = [s for s in stats if s.value is not None]
+    containing: dict[str, list[int]] = {}
+    for i, s in enumerate(published):
+        for a in s.atoms:
+            containing.setdefault(a, []).append(i)
+    for s in published:
+        inside = {i for a in s.atoms for i in containing[a]}
+        parts = [published[i].atoms for i in inside if published[i].atoms < s.atoms]
+        if parts:
+            rest = s.atoms - frozenset().union(*parts)
+            if rest:
+                yield s, rest
 
 
 def _unique(statistics: Iterable[Statistic]) -> list[Statistic]:
@@ -216,18 +254,20 @@ class _Problem:
             raise AuditError(f"minimising {sorted(atoms)[:3]}...: {res.message}")
         return res.fun
 
-    def atoms_possibly_positive(self, atoms: list[str]) -> list[str]:
-        """Those of `atoms` whose minimum might be >= 1 (a cheap filter before one LP each).
+    def possibly_positive(self, sets: list[frozenset[str]]) -> list[frozenset[str]]:
+        """Those atom sets whose sum might have a minimum >= 1 (a cheap filter before LPs each).
 
-        One LP minimises the sum of all of them; every atom that is 0 at that optimum has
+        One LP minimises the sum over all of them; every set whose sum is 0 at that optimum has
         minimum 0 and cannot be pinned at a positive value. Repeat on the rest while it helps.
+        Sets with an atom in no published equation are unbounded above and dropped at once.
         """
-        left = [a for a in atoms if a in self.constrained]  # unconstrained: high is infinite
+        left = [a for a in sets if a <= self.constrained]
         while left:
-            res = self._solve(self._objective(frozenset(left)))
+            c = sum(self._objective(a) for a in left)
+            res = self._solve(c)
             if res.status != 0:
-                raise AuditError(f"minimising loose atoms: {res.message}")
-            zero = {a for a in left if res.x[self.index[a]] <= TOLERANCE}
+                raise AuditError(f"minimising derived aggregates: {res.message}")
+            zero = {a for a in left if sum(res.x[self.index[x]] for x in a) <= TOLERANCE}
             if not zero:
                 break
             left = [a for a in left if a not in zero]

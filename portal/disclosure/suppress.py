@@ -8,7 +8,9 @@ so a single suppressed member of a line can be recomputed from the others. We:
    published as 0);
 2. in every line with exactly one suppressed member suppress one more (complementary
    suppression), preferring the smallest non-zero cell, never a zero while a non-zero cell is
-   available, the line's total when only zeros remain; repeat to a fixed point;
+   available, the line's total when only zeros remain; likewise in a line with a published
+   total whose suppressed cells add up to 1..k-1 (the total minus the rest gives that sum);
+   repeat to a fixed point;
 3. audit the table together with `fixed` (other tables and earlier releases over the same atoms)
    by linear programming, and while the audit finds violations suppress one more member per
    violation near it, then repeat 2. Every round suppresses at least one more non-zero member,
@@ -122,14 +124,20 @@ class _Table:
             return None
         return min(pool, key=lambda m: (self.is_margin(m), self.value[m], self.order[m]))
 
-    def close(self, suppressed: set[Member]) -> None:
-        """Complementary suppression to a fixed point: no line has exactly one suppressed member."""
+    def close(self, suppressed: set[Member], k: int) -> None:
+        """Complementary suppression to a fixed point.
+
+        No line may have exactly one suppressed member (total minus the rest recovers it), nor,
+        when its total is published, suppressed cells that add up to 1..k-1 (total minus the
+        rest gives their sum: a small count about the two of them together).
+        """
         changed = True
         while changed:
             changed = False
             for summands, total in self.lines:
-                line = summands + [total]
-                if sum(m in suppressed for m in line) != 1:
+                hidden = [m for m in summands + [total] if m in suppressed]
+                if not (len(hidden) == 1 or (
+                        total not in suppressed and 1 <= sum(self.value[m] for m in hidden) <= k - 1)):
                     continue
                 pick = self.best(summands, suppressed)
                 if pick is None:  # only zeros (or the total) remain
@@ -144,7 +152,8 @@ class _Table:
         if own is not None:
             near = [m for i in self.lines_of[own] for m in self.lines[i][0] + [self.lines[i][1]]]
             return self.best(near, suppressed)
-        # A fixed statistic or a loose atom: first the members that share its atoms, then their lines.
+        # A fixed statistic, a loose atom or a remainder (`atoms` is then its whole statistic):
+        # first the members that share its atoms, then their lines.
         touching = [m for m in self.members if self.atoms[m] & atoms]
         pick = self.best(touching, suppressed)
         if pick is None:
@@ -183,14 +192,15 @@ def protect_table(cells: Mapping[tuple[str, str], int], k: int = 11, fixed: Iter
     grand total. `fixed` holds statistics already public (other tables, earlier releases) over
     the same atom names (see `table_statistics` for `prefix` and `atom_of`; keys must not clash
     with fixed keys). The result passes `audit(table_statistics(...) + fixed, k)`; raises
-    DisclosureError when nothing can (the fixed statistics already disclose on their own).
+    DisclosureError when no suppression of non-zero members can (the fixed statistics already
+    disclose on their own, or together with this table's published zeros).
     """
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive int, not {k!r}")
     table = _Table(cells, prefix, atom_of)
     fixed = list(fixed)
     suppressed = {m for m in table.members if 1 <= table.value[m] <= k - 1}
-    table.close(suppressed)
+    table.close(suppressed, k)
     while True:
         published = table.publish(suppressed)
         found = _audit(table.statistics(published) + fixed, k)
@@ -202,11 +212,11 @@ def protect_table(cells: Mapping[tuple[str, str], int], k: int = 11, fixed: Iter
             if p is None:
                 raise DisclosureError(
                     "even with every non-zero member suppressed the audit fails; the fixed "
-                    "statistics disclose on their own: " + "; ".join(f"{v.key}: {v.reason}" for v, _ in found),
+                    "statistics disclose on their own (or with this table's zeros): " + "; ".join(f"{v.key}: {v.reason}" for v, _ in found),
                     [v for v, _ in found])
             picks = {p}
         suppressed |= picks  # at least one new non-zero member each round: the loop ends
-        table.close(suppressed)
+        table.close(suppressed, k)
 
 
 def _series_atom_of(prefix: str, atom_of: Callable[[str], "str | Iterable[str]"] | None) -> AtomOf:
