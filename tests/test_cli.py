@@ -113,3 +113,37 @@ def test_demo_referral_history_is_made_through_the_services_and_rerun_safely(run
     engine.dispose()
     assert {"completed", "declined"} <= statuses and len(statuses) >= 4
     assert events > 40 and keys > 0 and raw_names > 0
+
+
+def test_releases_from_5000_referrals_pass_the_audit_and_a_tampered_one_fails(run):
+    """The differencing checker on real output: every police table built from 5,000 referrals of
+    history passes; publishing one complementary cell (primary suppression only) is caught."""
+    import json
+    run("db", "upgrade")
+    made = run("demo-data", "--referrals", "5000", "--seed", "11", PORTAL_DEMO_PASSWORD="demo password 123")
+    assert made.returncode == 0 and "release(s) published from that history" in made.stdout, made.stderr
+    audited = run("releases", "audit")
+    assert audited.returncode == 0 and "no way in" in audited.stdout, audited.stderr
+    engine = create_engine(run.url)
+    with engine.begin() as conn:
+        rows = conn.execute(text("SELECT number, statistics FROM releases ORDER BY number")).all()
+        target = None
+        for number, stats in rows:
+            stats = json.loads(stats) if isinstance(stats, str) else stats
+            for cell in (s for s in stats if s["value"] is None and not s["key"].endswith("__total__")):
+                line = cell["key"].rsplit("|", 1)[0] + "|"
+                total = next((s for s in stats if s["key"] == line + "__total__"), None)
+                mates = [s for s in stats if s["key"].startswith(line) and s is not cell and s["value"] is None]
+                if total and total["value"] is not None and mates and all(m is not total for m in mates):
+                    for mate in mates:  # primary suppression only: the complements are published
+                        mate["value"] = 0
+                    target = (number, stats)
+                    break
+            if target:
+                break
+        assert target, "the history should need complementary suppression somewhere"
+        conn.execute(text("UPDATE releases SET statistics = :s WHERE number = :n"),
+                     {"s": json.dumps(target[1]), "n": target[0]})
+    engine.dispose()
+    tampered = run("releases", "audit")
+    assert tampered.returncode == 1 and "can be narrowed" in tampered.stderr

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
@@ -72,15 +72,19 @@ class Statistic:
 
 @dataclass(frozen=True)
 class Violation:
-    """A statistic (or, with key "atom:<name>", a finest cell) the attacker can pin.
+    """Something the attacker can pin: a statistic (its key), a finest cell ("atom:<name>"), or
+    what a published statistic leaves after its published parts ("residual:<key>").
 
     low/high are the attacker's best bounds, rounded inwards to integers (counts are whole).
+    atoms (not part of equality) are where suppressing more can help: the statistic's atoms, the
+    atom itself, or for a residual the whole statistic, whose published parts are the cure.
     """
 
     key: str
     low: float
     high: float
     reason: str
+    atoms: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 def _is_count(x) -> bool:
@@ -113,30 +117,25 @@ def audit(statistics: Iterable[Statistic], k: int) -> list[Violation]:
     ValueError for duplicate keys or published values that contradict each other, AuditError when
     HiGHS fails.
     """
-    return [v for v, _ in _audit(statistics, k)]
-
-
-def _audit(statistics: Iterable[Statistic], k: int) -> list[tuple[Violation, frozenset[str]]]:
-    """`audit`, with the atoms behind each violation (the suppressor needs them to repair)."""
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive int, not {k!r}")
     stats = _unique(statistics)
     if not stats:
         return []
     problem = _Problem(stats)
-    found: list[tuple[Violation, frozenset[str]]] = []
+    found: list[Violation] = []
 
     for s in stats:
         if s.value is not None and 1 <= s.value <= k - 1:
-            found.append((Violation(s.key, float(s.value), float(s.value),
-                                    f"published value {s.value} is a small count (1..{k - 1})"),
-                          s.atoms))
+            found.append(Violation(s.key, float(s.value), float(s.value),
+                                   f"published value {s.value} is a small count (1..{k - 1})", s.atoms))
 
     for s in stats:
         if s.value is None:
-            v = problem.judge(s.atoms, k, width_rule=s.true_value < k, key=s.key, what="suppressed count")
+            v = problem.judge(s.atoms, k, width_rule=s.true_value < k, key=s.key, what="suppressed count",
+                              cure=s.atoms)
             if v is not None:
-                found.append((v, s.atoms))
+                found.append(v)
 
     # Aggregates nobody released but anyone can work out: each atom, and what is left of a
     # published statistic once the published statistics inside it are taken away.
@@ -154,9 +153,10 @@ def _audit(statistics: Iterable[Statistic], k: int) -> list[tuple[Violation, fro
         key = derived[atoms]
         what = "atom (not itself released)" if key.startswith("atom:") else (
             f"remainder of {key.removeprefix('residual:')} after the published parts inside it")
-        v = problem.judge(atoms, k, width_rule=False, key=key, what=what)
-        if v is not None:  # for a remainder, hand back the whole statistic: its parts are the cure
-            found.append((v, container.get(atoms, atoms)))
+        v = problem.judge(atoms, k, width_rule=False, key=key, what=what,
+                          cure=container.get(atoms, atoms))
+        if v is not None:
+            found.append(v)
     return found
 
 
@@ -274,7 +274,7 @@ class _Problem:
         return left
 
     def judge(self, atoms: frozenset[str], k: int, *, width_rule: bool, key: str,
-              what: str) -> Violation | None:
+              what: str, cure: frozenset[str]) -> Violation | None:
         if atoms in self._cache:
             low, high = self._cache[atoms]
         else:
@@ -288,8 +288,8 @@ class _Problem:
         lo, hi = math.ceil(low - TOLERANCE), math.floor(high + TOLERANCE)
         if lo >= 1 and hi <= k - 1:
             return Violation(key, float(lo), float(hi),
-                             f"{what} is known to lie in [{lo}, {hi}], a small non-zero count (1..{k - 1})")
+                             f"{what} is known to lie in [{lo}, {hi}], a small non-zero count (1..{k - 1})", cure)
         if width_rule and hi - lo < k - 1:
             return Violation(key, float(lo), float(hi),
-                             f"{what} is known to lie in [{lo}, {hi}], narrower than {k - 1}")
+                             f"{what} is known to lie in [{lo}, {hi}], narrower than {k - 1}", cure)
         return None

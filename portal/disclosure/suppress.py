@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping
 
-from portal.disclosure.audit import Statistic, Violation, _audit, _is_count
+from portal.disclosure.audit import Statistic, Violation, _is_count, audit
 
 __all__ = ["TOTAL", "DisclosureError", "protect_table", "protect_series", "table_statistics",
            "series_statistics", "suppress_rate"]
@@ -146,15 +146,15 @@ class _Table:
                 suppressed.add(pick)
                 changed = True
 
-    def repair(self, violation: Violation, atoms: frozenset[str], suppressed: set[Member]) -> Member | None:
+    def repair(self, violation: Violation, suppressed: set[Member]) -> Member | None:
         """One more member to suppress against this violation, or None if none is near it."""
         own = self.member_of_key.get(violation.key)
         if own is not None:
             near = [m for i in self.lines_of[own] for m in self.lines[i][0] + [self.lines[i][1]]]
             return self.best(near, suppressed)
-        # A fixed statistic, a loose atom or a remainder (`atoms` is then its whole statistic):
+        # A fixed statistic, a loose atom or a remainder (its atoms are then its whole statistic):
         # first the members that share its atoms, then their lines.
-        touching = [m for m in self.members if self.atoms[m] & atoms]
+        touching = [m for m in self.members if self.atoms[m] & violation.atoms]
         pick = self.best(touching, suppressed)
         if pick is None:
             near = [m for t in touching for i in self.lines_of[t]
@@ -203,17 +203,16 @@ def protect_table(cells: Mapping[tuple[str, str], int], k: int = 11, fixed: Iter
     table.close(suppressed, k)
     while True:
         published = table.publish(suppressed)
-        found = _audit(table.statistics(published) + fixed, k)
+        found = audit(table.statistics(published) + fixed, k)
         if not found:
             return published
-        picks = {p for v, atoms in found if (p := table.repair(v, atoms, suppressed)) is not None}
+        picks = {p for v in found if (p := table.repair(v, suppressed)) is not None}
         if not picks:  # nothing near the violations: widen anywhere, smallest first
             p = table.best(table.members, suppressed)
             if p is None:
                 raise DisclosureError(
                     "even with every non-zero member suppressed the audit fails; the fixed "
-                    "statistics disclose on their own (or with this table's zeros): " + "; ".join(f"{v.key}: {v.reason}" for v, _ in found),
-                    [v for v, _ in found])
+                    "statistics disclose on their own (or with this table's zeros): " + "; ".join(f"{v.key}: {v.reason}" for v in found), found)
             picks = {p}
         suppressed |= picks  # at least one new non-zero member each round: the loop ends
         table.close(suppressed, k)
