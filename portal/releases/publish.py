@@ -139,7 +139,8 @@ def _secure(builder: _Builder, earlier: list[Statistic], k: int) -> None:
         if not violations:
             return
         violating = {v.key for v in violations}
-        atoms_at_risk = frozenset().union(*(s.atoms for s in earlier + builder.new if s.key in violating))
+        # A violation names the cells that expose it (a statistic, a lone cell, or a remainder).
+        atoms_at_risk = frozenset().union(*(v.atoms for v in violations))
         candidates = [s for s in builder.new if s.value is not None and s.value > 0 and s.atoms & atoms_at_risk]
         if not candidates:  # nothing of ours touches it: an earlier release is at risk on its own
             raise RuntimeError(f"release audit failed on earlier numbers: {sorted(violating)[:3]}")
