@@ -254,6 +254,8 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes,
     size2 = _as_size(size2, "size2")
     if size1 > size2:
         raise ProofError(f"size1 {size1} is larger than size2 {size2}: a log never shrinks")
+    if size1 == 0:
+        raise ProofError("a consistency proof from the empty tree proves nothing")
     if size1 == size2:
         if len(proof):
             raise ProofError("equal sizes need an empty consistency proof")
