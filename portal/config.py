@@ -46,7 +46,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORTAL_SMTP_STARTTLS", "false", help="true to upgrade the SMTP connection with STARTTLS"),
     Setting("PORTAL_MAIL_FROM", "peace-portal@localhost"),
     Setting("PORTAL_POLICY_DIR", None, help="folder of Cedar schema and policies; policies/ by default"),
-    Setting("PORTAL_SESSION_IDLE_MINUTES", "30", help="a signed-in session ends after this much inactivity"),
+    Setting("PORTAL_SESSION_IDLE_MINUTES", "15", help="a signed-in session ends after this much inactivity"),
     Setting("PORTAL_SESSION_MAX_HOURS", "12", help="a signed-in session ends this long after login"),
     Setting("PORTAL_LOG_LEVEL", "INFO"),
 )

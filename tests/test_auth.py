@@ -217,3 +217,37 @@ def test_login_logs_carry_no_email_or_password(client, make, caplog):
     assert "login failed" in text and str(user.id) in text
     for secret in (user.email, "ghost@example.test", "the wrong password here", PASSWORD):
         assert secret not in text
+
+
+def test_sign_out_everywhere_ends_every_session_of_the_account(app, client, make):
+    """One device signs out everywhere: the other device's session is gone too."""
+    user = make.user(make.org())
+    login(client, user.email)
+    phone = app.test_client()
+    login(phone, user.email)
+    token = csrf_token(client, "/account")
+    assert client.post("/account/sign-out-everywhere", data={"csrf_token": token}).status_code == 303
+    for each in (client, phone):
+        response = each.get("/")
+        assert response.status_code == 302 and response.location.startswith("/login")
+    assert phone.post("/account/sign-out-everywhere").status_code == 400  # no token, no session
+
+
+@pytest.mark.parametrize("column, age", [("last_seen_at", {"minutes": 16}), ("created_at", {"hours": 13})])
+def test_idle_and_absolute_timeouts_end_the_session(app, client, make, column, age):
+    """15 minutes without a request, or 12 hours after sign-in, and the session is over."""
+    from datetime import timedelta
+
+    from portal.db import utcnow
+    user = make.user(make.org())
+    login(client, user.email)
+    assert client.get("/").status_code == 200
+    with app.app_context():
+        db = get_session()
+        for row in db.query(UserSession).filter_by(user_id=user.id):
+            setattr(row, column, utcnow() - timedelta(**age))
+        db.commit()
+    response = client.get("/")
+    assert response.status_code == 302 and response.location.startswith("/login")
+    with app.app_context():
+        assert get_session().query(UserSession).filter_by(user_id=user.id).count() == 0

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, jsonify, render_template
-from flask_login import current_user
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, session, url_for
+from flask_login import current_user, logout_user
 from sqlalchemy import text
 
+from portal.auth.sessions import close_all_sessions
 from portal.db import get_session
 from portal.home.transparency import transparency_table
 from portal.policy import Action, decide_many, engine
@@ -47,6 +48,19 @@ def index():
 @require(Action.ACCOUNT_VIEW_SELF, load=lambda: current_user)
 def account(user):
     return render_template("home/account.html", user=user)
+
+
+@bp.post("/account/sign-out-everywhere")
+@require(Action.ACCOUNT_SIGN_OUT_EVERYWHERE, load=lambda: current_user)
+def sign_out_everywhere(user):
+    """End every session of this account, on every device, this one included."""
+    db = get_session()
+    close_all_sessions(db, user)
+    db.commit()
+    logout_user()
+    session.clear()
+    flash("You are signed out on every device.")
+    return redirect(url_for("auth.login"), code=303)
 
 
 @bp.get("/transparency")

@@ -9,6 +9,7 @@ from enum import StrEnum
 class Action(StrEnum):
     HOME_VIEW = "home.view"
     ACCOUNT_VIEW_SELF = "account.view_self"
+    ACCOUNT_SIGN_OUT_EVERYWHERE = "account.sign_out_everywhere"
 
     ORG_LIST = "org.list"
     ORG_CREATE = "org.create"
