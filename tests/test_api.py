@@ -268,7 +268,9 @@ def test_visitor_without_session_gets_401_problem(world, client):
     """No session: every API URL answers 401 problem+json (never a redirect to the login page)."""
     rid = world.send()
     for path in ("/directory", "/referrals", "/referrals?box=sent", f"/referrals/{rid}", "/openapi.json"):
-        assert_problem(client.get(API + path), 401)
+        response = client.get(API + path)
+        assert_problem(response, 401)
+        assert response.headers["WWW-Authenticate"].startswith("Cookie")  # RFC 9110: a 401 names its scheme
     assert_problem(client.get(f"{API}/no-such-thing"), 404)
 
 

@@ -37,7 +37,9 @@ def _unauthorized():
     from portal.web.errors import render_error, wants_json
     from portal.web.htmx import is_htmx
     if wants_json():
-        return render_error(401)
+        response = render_error(401)
+        response.headers["WWW-Authenticate"] = 'Cookie realm="peace-portal", form="/login"'
+        return response
     login_url = url_for("auth.login", next=request.path if request.method == "GET" else None)
     if is_htmx():
         return "", 401, {"HX-Redirect": login_url}
