@@ -48,6 +48,11 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
+def one_of(column: str, values) -> str:
+    """SQL for a CHECK constraint: the column holds one of these codes."""
+    return f"{column} IN (" + ",".join(f"'{v}'" for v in values) + ")"
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

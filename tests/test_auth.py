@@ -95,14 +95,14 @@ def test_replayed_cookie_after_logout_is_refused(app, client, make):
 
 
 def test_deactivation_ends_every_session_at_once(app, client, make):
-    user = make.user(make.org())
+    org = make.org()
+    user, admin = make.user(org), make.user(org, "org_admin")
     login(client, user.email)
     assert client.get("/").status_code == 200
     with app.app_context():
         from portal.admin.service import set_active
         db = get_session()
-        admin = User(id=None)  # a different actor; only its id is compared
-        set_active(db, admin, db.get(User, user.id), False)
+        set_active(db, db.get(User, admin.id), db.get(User, user.id), False)
         db.commit()
     response = client.get("/")
     assert response.status_code == 302 and response.location.startswith("/login")

@@ -9,13 +9,13 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import Base, UTCDateTime, new_id, utcnow
+from portal.db import Base, UTCDateTime, new_id, one_of, utcnow
 
 
 class Notification(Base):
     __tablename__ = "notifications"
     __table_args__ = (
-        CheckConstraint("kind IN ('new_referral','status_changed')", name="kind"),
+        CheckConstraint(one_of("kind", ("new_referral", "status_changed")), name="kind"),
         Index("ix_notifications_pending", "sent_at", "created_at"),
     )
 

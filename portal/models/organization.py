@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, CheckConstraint, Column, ForeignKey, String, Table, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, UTCDateTime, new_id, utcnow
+from portal.db import Base, UTCDateTime, new_id, one_of, utcnow
 
 ORG_KINDS = ("hospital_program", "cvi_team", "service_provider", "city_office", "police_partner")
 
@@ -33,9 +33,9 @@ class Zone(Base):
 class Organization(Base):
     __tablename__ = "organizations"
     __table_args__ = (
-        CheckConstraint("kind IN ('" + "','".join(ORG_KINDS) + "')", name="kind"),
+        CheckConstraint(one_of("kind", ORG_KINDS), name="kind"),
         CheckConstraint("length(name) BETWEEN 1 AND 120", name="name_length"),
-        CheckConstraint("intake IN ('open','waitlist','at_capacity')", name="intake"),
+        CheckConstraint(one_of("intake", ("open", "waitlist", "at_capacity")), name="intake"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

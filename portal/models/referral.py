@@ -13,15 +13,11 @@ from sqlalchemy import (Boolean, CheckConstraint, Column, ForeignKey, Index, Int
                         Table, Uuid)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, UTCDateTime, new_id, utcnow
+from portal.db import Base, UTCDateTime, new_id, one_of, utcnow
 from portal.models.organization import Organization, Zone
 from portal.models.user import User
 
 STATUSES = ("sent", "accepted", "declined", "in_progress", "on_hold", "completed", "cancelled", "revoked")
-
-
-def _in(column: str, values) -> str:
-    return f"{column} IN (" + ",".join(f"'{v}'" for v in values) + ")"
 
 
 consent_recipients = Table(
@@ -37,7 +33,7 @@ class Consent(Base):
 
     __tablename__ = "consents"
     __table_args__ = (
-        CheckConstraint(_in("method", ("verbal", "written", "electronic")), name="method"),
+        CheckConstraint(one_of("method", ("verbal", "written", "electronic")), name="method"),
         CheckConstraint("expires_at > obtained_at", name="expires_after_obtained"),
     )
 
@@ -70,7 +66,7 @@ referral_services = Table(
     Base.metadata,
     Column("referral_id", Uuid, ForeignKey("referrals.id", ondelete="CASCADE"), primary_key=True),
     Column("service", String(40), primary_key=True),
-    CheckConstraint(_in("service", ("intensive_mentoring", "care_management", "conflict_mediation",
+    CheckConstraint(one_of("service", ("intensive_mentoring", "care_management", "conflict_mediation",
                                     "behavioral_health", "life_coaching", "education_housing_employment",
                                     "social_networks")), name="service"),
 )
@@ -79,10 +75,10 @@ referral_services = Table(
 class Referral(Base):
     __tablename__ = "referrals"
     __table_args__ = (
-        CheckConstraint(_in("status", STATUSES), name="status"),
-        CheckConstraint(_in("urgency", ("routine", "urgent")), name="urgency"),
-        CheckConstraint(_in("age_band", ("under_18", "18_24", "25_34", "35_plus")), name="age_band"),
-        CheckConstraint(_in("reason", ("gunshot_wound", "stab_wound", "assault", "other_violent_injury")),
+        CheckConstraint(one_of("status", STATUSES), name="status"),
+        CheckConstraint(one_of("urgency", ("routine", "urgent")), name="urgency"),
+        CheckConstraint(one_of("age_band", ("under_18", "18_24", "25_34", "35_plus")), name="age_band"),
+        CheckConstraint(one_of("reason", ("gunshot_wound", "stab_wound", "assault", "other_violent_injury")),
                         name="reason"),
         CheckConstraint("sender_org_id <> receiver_org_id", name="not_to_self"),
         Index("ix_referrals_receiver_status", "receiver_org_id", "status"),
@@ -166,7 +162,7 @@ class ReferralEvent(Base):
 class ContactAttempt(Base):
     __tablename__ = "contact_attempts"
     __table_args__ = (
-        CheckConstraint(_in("outcome", ("reached", "no_answer", "left_message", "wrong_number")), name="outcome"),
+        CheckConstraint(one_of("outcome", ("reached", "no_answer", "left_message", "wrong_number")), name="outcome"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

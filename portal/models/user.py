@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, UTCDateTime, new_id, utcnow
+from portal.db import Base, UTCDateTime, new_id, one_of, utcnow
 from portal.models.organization import Organization
 
 ROLES = ("staff", "supervisor", "org_admin")
@@ -21,7 +21,7 @@ ROLES = ("staff", "supervisor", "org_admin")
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint("role IN ('" + "','".join(ROLES) + "')", name="role"),
+        CheckConstraint(one_of("role", ROLES), name="role"),
         # Stored lower-cased, so the unique constraint is case-insensitive on every backend.
         CheckConstraint("email = lower(email)", name="email_lowercase"),
         CheckConstraint("failed_login_count >= 0", name="failed_login_count"),

@@ -143,14 +143,20 @@ def _rows(referrals) -> list[dict]:
 # -- one referral ----------------------------------------------------------------------------
 @bp.get("/<uuid:referral_id>")
 @require(Action.REFERRAL_VIEW_STATUS, load=load_referral)
-def detail(referral, referral_id, error=None, status=200):
+def detail(referral, referral_id):
+    return _detail_page(referral)
+
+
+def _detail_page(referral, error=None, status=200):
     view = project_referral(get_session(), current_app.extensions["portal.keyring"], current_user, referral)
+    if view is None:  # after a failed step the caller may no longer see it
+        abort(404)
     team = []
     if Action.REFERRAL_ASSIGN.value in view["allowed"]:
         team = get_session().query(User).filter_by(organization_id=referral.receiver_org_id, active=True) \
             .order_by(User.display_name).all()
     partners = [o for o in service.directory(get_session())
-                if o.id not in (referral.receiver_org_id,)] if Action.REFERRAL_HANDOFF.value in view["allowed"] else []
+                if o.id != referral.receiver_org_id] if Action.REFERRAL_HANDOFF.value in view["allowed"] else []
     return render_template("referrals/detail.html", r=view, team=team, partners=partners, error=error,
                            consent_names={str(o.id) for o in referral.consent.recipients}), status
 
@@ -164,12 +170,9 @@ def _act(referral, work):
     except (ConflictError, ValidationFailed) as failed:
         db.rollback()
         db.expire_all()
-        referral = db.get(Referral, referral.id)
         status = 409 if isinstance(failed, ConflictError) else 422
         message = failed.message if isinstance(failed, ConflictError) else " ".join(failed.errors.values())
-        if referral is None or not allowed_actions(current_user, referral) & {Action.REFERRAL_VIEW_STATUS}:
-            abort(404)
-        return detail.__wrapped__(referral, referral.id, error=message, status=status)
+        return _detail_page(db.get(Referral, referral.id), error=message, status=status)
     return redirect(url_for("referrals.detail", referral_id=referral.id), code=303)
 
 
