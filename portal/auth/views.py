@@ -7,9 +7,9 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, logout_user
 
-from portal.auth import service, sessions
+from portal.auth import flow, service, sessions
 from portal.auth.forms import LoginForm
 from portal.db import get_session
 from portal.extensions import login_manager
@@ -60,12 +60,8 @@ def login():
             log.info("login failed")
             form.password.errors.append(GENERIC_FAILURE)
             return render_template("auth/login.html", form=form), 401
-        session.clear()  # no fixation: nothing from before the login survives it
-        sessions.open_session(db, user)
         db.commit()
-        login_user(user)
-        log.info("login user=%s", user.id)
-        return redirect(_safe_next(request.args.get("next")) or url_for("home.index"))
+        return flow.first_factor_passed(user, _safe_next(request.args.get("next")))
     status = 400 if form.errors else 200
     return render_template("auth/login.html", form=form), status
 
