@@ -1,4 +1,8 @@
 """SQLAlchemy models, one module per aggregate root. Models import nothing of the web layer."""
+from portal.models.audit import AuditCheckpoint, AuditEvent, AuditHead
+from portal.models.mfa import RecoveryCode, UserMfa
+from portal.models.identity import IdentityProvider, LinkedIdentity, PendingSsoLogin
+from portal.models.account_token import TOKEN_PURPOSES, AccountToken, LoginThrottle
 from portal.models.notification import Notification
 from portal.models.organization import ORG_KINDS, Organization, Zone, organization_zones
 from portal.models.release import Release
@@ -6,6 +10,6 @@ from portal.models.referral import (Consent, ContactAttempt, DataKey, Referral, 
                                     consent_recipients, referral_services)
 from portal.models.user import ROLES, User, UserSession
 
-__all__ = ["ORG_KINDS", "ROLES", "Consent", "ContactAttempt", "DataKey", "Notification", "Organization", "Referral", "ReferralEvent", "Release",
-           "ReferralService", "User", "UserSession", "Zone", "consent_recipients", "organization_zones",
+__all__ = ["ORG_KINDS", "ROLES", "TOKEN_PURPOSES", "AccountToken", "LoginThrottle", "AuditCheckpoint", "AuditEvent", "AuditHead", "Consent", "ContactAttempt", "DataKey", "Notification", "Organization", "Referral", "ReferralEvent", "Release",
+           "RecoveryCode", "ReferralService", "User", "UserMfa", "UserSession", "Zone", "consent_recipients", "organization_zones",
            "referral_services"]

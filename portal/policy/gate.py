@@ -7,7 +7,8 @@
 `load` turns the URL's arguments into the resource (None when there is no such row); the view
 then receives it as its first argument. A missing row and a denial on an individual resource
 both answer 404, so existence does not leak; a denied page about no individual resource answers
-403. `@public` is the named, greppable exemption for the short allow-list of open endpoints.
+403. Every decision, allowed or denied, is written to the audit log (portal/audit/trail.py).
+`@public` is the named, greppable exemption for the short allow-list of open endpoints.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from functools import wraps
 from flask import abort, current_app, g, request
 from flask_login import current_user
 
+from portal.audit import trail
 from portal.policy import Action, decide
 
 log = logging.getLogger("portal.policy")
@@ -39,6 +41,7 @@ def require(action: Action, load=None):
                 abort(404)
             decision = decide(current_user, action, resource)
             g.decision = decision
+            trail.record_decision(action, resource, decision)
             if not decision.allowed:
                 log.info("denied action=%s user=%s endpoint=%s", action.value, current_user.id, request.endpoint)
                 abort(404 if load else 403)

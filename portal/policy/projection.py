@@ -2,10 +2,12 @@
 
 Templates and the API receive the dict built here, never the ORM object. Each field category
 is one policy action; the decisions are made in one batch per referral, and personal fields are
-decrypted only when their category is allowed.
+decrypted only when their category is allowed. Every decryption for a caller is written to the
+audit log: which referral, which category, by whom.
 """
 from __future__ import annotations
 
+from portal.audit import trail
 from portal.db import utcnow
 from portal.policy import Action, decide_many
 from portal.policy.actions import REFERRAL_VIEWS
@@ -60,6 +62,8 @@ def project_referral(db, ring, user, referral, allowed: set[Action] | None = Non
         if Action.REFERRAL_VIEW_CONTACT in allowed:  # a list row names the person, nothing more
             person = vault.open_person(vault.data_key(db, ring, referral), referral) or {}
             view["preferred_name"] = person.get("preferred_name")
+            trail.record(Action.REFERRAL_VIEW_CONTACT, referral, detail={"fields": ["preferred_name"]},
+                         actor=user, db=db)
         return view
     view["events"] = [{"at": e.at.isoformat(), "from": e.from_status, "to": e.to_status, "reason": e.reason_code}
                       for e in referral.events]
@@ -74,6 +78,8 @@ def project_referral(db, ring, user, referral, allowed: set[Action] | None = Non
             {"id": str(a.id), "at": a.at.isoformat(), "outcome": a.outcome,
              "worker": a.worker.display_name if a.worker else None, "note": vault.open_contact_note(dek, a)}
             for a in referral.contact_attempts]
+    for action in sorted(wants_personal):  # who read which personal fields, one event per category
+        trail.record(action, referral, actor=user, db=db)
     return view
 
 

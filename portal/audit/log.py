@@ -1,0 +1,132 @@
+"""The audit log in the database: append, canonical leaf encoding, tree state and proofs.
+
+No Flask here: the web layer (portal/audit/trail.py), the CLI and the tests call these with a
+SQLAlchemy session. `append` runs inside the caller's transaction, so an event is committed
+exactly when the action it records is, and rolled back with it.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterator
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from portal.audit import merkle
+from portal.models import AuditEvent, AuditHead
+
+LEAF_VERSION = 1
+_BATCH = 5000
+
+
+class AuditError(Exception):
+    """The log in the database is not a well-formed log (a gap, a duplicate, a broken head)."""
+
+
+@dataclass
+class Draft:
+    """An event not yet given its place in the log. `detail` holds ids, codes and parameters only."""
+
+    action: str
+    resource_type: str
+    resource_id: str | None
+    decision: str
+    actor_id: uuid.UUID | None = None
+    organization_id: uuid.UUID | None = None
+    policy_ids: tuple[str, ...] = ()
+    request_id: str | None = None
+    detail: dict = field(default_factory=dict)
+
+
+def canonical_json(value) -> str:
+    """One text per value: sorted keys, no spaces, ASCII only."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _timestamp(at: datetime) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def leaf_bytes(event: AuditEvent) -> bytes:
+    """The canonical encoding of one event: what its leaf hash covers, field by field."""
+    return canonical_json({
+        "v": LEAF_VERSION,
+        "seq": event.seq,
+        "at": _timestamp(event.at),
+        "actor": str(event.actor_id) if event.actor_id else None,
+        "org": str(event.organization_id) if event.organization_id else None,
+        "action": event.action,
+        "rtype": event.resource_type,
+        "rid": event.resource_id,
+        "decision": event.decision,
+        "policies": event.policy_ids,
+        "request": event.request_id,
+        "detail": event.detail,
+    }).encode("ascii")
+
+
+def leaf_hash(event: AuditEvent) -> bytes:
+    return merkle.leaf_hash(leaf_bytes(event))
+
+
+def append(db: Session, drafts: list[Draft], at: datetime) -> list[AuditEvent]:
+    """Give `drafts` the next leaf indexes and insert them, in the caller's transaction.
+
+    The UPDATE takes the head row's lock until the transaction ends, so appenders queue here;
+    callers append last, just before commit, to keep that queue short.
+    """
+    if not drafts:
+        return []
+    size = db.execute(update(AuditHead).where(AuditHead.id == 1).values(size=AuditHead.size + len(drafts))
+                      .returning(AuditHead.size)).scalar_one_or_none()
+    if size is None:
+        raise AuditError("the audit head row is missing")
+    first = size - len(drafts)
+    events = [AuditEvent(seq=first + i, at=at, actor_id=d.actor_id, organization_id=d.organization_id,
+                         action=d.action, resource_type=d.resource_type, resource_id=d.resource_id,
+                         decision=d.decision, policy_ids=",".join(sorted(d.policy_ids)),
+                         request_id=d.request_id, detail=canonical_json(d.detail))
+              for i, d in enumerate(drafts)]
+    db.add_all(events)
+    db.flush()
+    return events
+
+
+def head_size(db: Session) -> int:
+    size = db.scalar(select(AuditHead.size).where(AuditHead.id == 1))
+    if size is None:
+        raise AuditError("the audit head row is missing")
+    return size
+
+
+def iter_leaf_hashes(db: Session, size: int | None = None) -> Iterator[bytes]:
+    """Leaf hashes in order, recomputed from the stored fields; a gap or extra row is an error."""
+    expected = 0
+    query = select(AuditEvent).order_by(AuditEvent.seq)
+    if size is not None:
+        query = query.where(AuditEvent.seq < size)
+    for event in db.scalars(query.execution_options(yield_per=_BATCH)):
+        if event.seq != expected:
+            raise AuditError(f"the log has no event {expected}" if event.seq > expected
+                             else f"event {event.seq} appears twice")
+        yield leaf_hash(event)
+        expected += 1
+        db.expunge(event)
+    if size is not None and expected != size:
+        raise AuditError(f"the log ends at {expected} events, before {size}")
+
+
+def leaf_hashes(db: Session, size: int | None = None) -> list[bytes]:
+    return list(iter_leaf_hashes(db, size))
+
+
+def current_tree(db: Session) -> merkle.CompactTree:
+    """The whole log as a compact tree; the head row must agree with the rows."""
+    size = head_size(db)
+    tree = merkle.CompactTree.from_leaves(iter_leaf_hashes(db))
+    if tree.size != size:
+        raise AuditError(f"the head says {size} events, the table holds {tree.size}")
+    return tree
