@@ -18,8 +18,13 @@ def create_app(config: dict | None = None) -> Flask:
     from portal import db as db_module
     from portal import notify
     from portal.admin.views import bp as admin_bp
+    from portal.audit import trail
+    from portal.audit.views import bp as audit_bp
     from portal.api.views import bp as api_bp
+    from portal.auth import limits
+    from portal.auth.recovery_views import bp as recovery_bp
     from portal.auth.views import bp as auth_bp
+    from portal.auth.sso_views import bp as sso_bp
     from portal.crypto import KeyringError, load_keyring
     from portal.dashboards.views import bp as dashboards_bp
     from portal.extensions import csrf, login_manager
@@ -60,11 +65,14 @@ def create_app(config: dict | None = None) -> Flask:
     security.init_app(app, settings)
     errors.init_app(app)
     gate.init_app(app)
+    trail.init_app(app)
     notify.init_app(app)
 
-    for blueprint in (auth_bp, home_bp, admin_bp, referrals_bp, api_bp, dashboards_bp, aggregates_bp,
-                      aggregates_api_bp):
+    for blueprint in (auth_bp, sso_bp, home_bp, admin_bp, referrals_bp, api_bp, dashboards_bp, aggregates_bp,
+                      aggregates_api_bp, audit_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(recovery_bp)
+    limits.init_app(app)  # last: limits attach to the registered endpoints by name
     return app
 
 

@@ -1,6 +1,7 @@
 """The `portal` command group. Small commands that call the same services as the web."""
 from __future__ import annotations
 
+import io
 import os
 import sys
 
@@ -85,6 +86,42 @@ def orgs_create(name, kind, zones):
     click.echo(f"created organization {org.id} ({kind})")
 
 
+@orgs.command("sso")
+@click.argument("org")
+@click.option("--issuer", required=True, help="the provider's issuer, exactly as its discovery document names it")
+@click.option("--client-id", required=True, help="this portal's client id at the provider")
+@click.option("--allowed-domain", "allowed_domains", multiple=True, required=True,
+              help="e-mail domain whose verified addresses may link to an existing account (repeatable)")
+@click.option("--disable", is_flag=True, help="keep the settings but refuse sign-ins through them")
+def orgs_sso(org, issuer, client_id, allowed_domains, disable):
+    """Single sign-on for ORG (name or id); the client secret is read from standard input, never an argument."""
+    import uuid
+
+    from portal.auth import sso
+    from portal.errors import ServiceError
+    from portal.models import Organization
+    secret = sys.stdin.readline().rstrip("\n")
+    if not secret:
+        _fail("give the client secret on standard input")
+    session = _db()
+    found = session.scalar(select(Organization).where(Organization.name == org))
+    if found is None:
+        try:
+            found = session.get(Organization, uuid.UUID(org))
+        except ValueError:
+            pass
+    if found is None:
+        _fail(f"no organization named {org!r}")
+    try:
+        provider = sso.configure(session, _keyring(), found, issuer, client_id, secret, list(allowed_domains),
+                                 enabled=not disable, allow_http_loopback=not current_app.config["PORTAL"].production)
+    except ServiceError as error:
+        _fail(error.message)
+    session.commit()
+    click.echo(f"single sign-on for organization {found.id}: issuer {provider.issuer}, client {provider.client_id}, "
+               f"domains {', '.join(provider.allowed_domains)}; {'enabled' if provider.enabled else 'disabled'}")
+
+
 @cli.group()
 def users():
     """Accounts."""
@@ -137,6 +174,7 @@ def demo_data(referrals, seed):
             click.echo("their password is PORTAL_DEMO_PASSWORD")
     else:
         click.echo("demo data already present; passwords unchanged")
+    _demo_second_factor(session)
     if referrals:
         from portal.demo_history import load_demo_referrals
         from portal.policy import engine
@@ -145,6 +183,32 @@ def demo_data(referrals, seed):
         click.echo(f"{made} referral(s) created ({referrals - made} already present)")
         done = _publish_due()
         click.echo(f"{len(done)} release(s) published from that history")
+
+
+def _demo_second_factor(session) -> None:
+    """With PORTAL_DEMO_TOTP_SECRET, the demo accounts share it as their second factor."""
+    import segno
+
+    from portal.auth import mfa
+    from portal.demo import DemoSecretError, demo_totp_secret, enroll_demo_users
+    if not os.environ.get("PORTAL_DEMO_TOTP_SECRET"):
+        click.echo("demo accounts that need two-step sign-in set it up at their first sign-in "
+                   "(or set PORTAL_DEMO_TOTP_SECRET; see README)")
+        return
+    try:
+        secret = demo_totp_secret(os.environ["PORTAL_DEMO_TOTP_SECRET"])
+    except DemoSecretError as error:
+        _fail(str(error))
+    enrolled = enroll_demo_users(session, _keyring(), secret)
+    session.commit()
+    uri = mfa.provisioning_uri(secret, "demo accounts")
+    click.echo(f"{len(enrolled)} demo account(s) given PORTAL_DEMO_TOTP_SECRET as their second factor.")
+    click.echo("Add it to an authenticator app: scan this QR code, or open/paste the otpauth URI below,")
+    click.echo(f"or type the key {secret} (time-based, 6 digits, 30 seconds).")
+    click.echo(uri)
+    qr = io.StringIO()
+    segno.make(uri, error="m").terminal(out=qr, compact=True)
+    click.echo(qr.getvalue())
 
 
 # -- keys and retention ----------------------------------------------------------------------
@@ -174,6 +238,11 @@ def keys_rotate(batch):
     with click.progressbar(length=total, label=f"re-wrapping under {ring.current_id}",
                            file=sys.stderr) as bar:
         moved = rotate_keys(session, ring, batch=batch, progress=bar.update)
+    from portal.auth import mfa
+    moved += mfa.rotate_keys(session, ring)  # the second factors' secrets are sealed under the ring too
+    from portal.auth import sso
+    moved += sso.rewrap_secrets(session, ring)  # and single sign-on client secrets
+    session.commit()
     click.echo(f"{moved} data key(s) re-wrapped; every key is now under {ring.current_id}. "
                "Older keys may be removed from PORTAL_KEK.")
 
@@ -244,6 +313,122 @@ def notifications_send():
     from portal.notify import deliver_pending
     sent, failed = deliver_pending(_db(), current_app.config["PORTAL"])
     click.echo(f"{sent} sent, {failed} waiting")
+
+
+# -- audit log -------------------------------------------------------------------------------
+@cli.group()
+def audit():
+    """The tamper-evident audit log: checkpoints, verification, proofs."""
+
+
+def _signing_key():
+    from portal.audit.checkpoint import CheckpointError
+    from portal.audit.witness import signing_key
+    config = current_app.config["PORTAL"]
+    try:
+        return signing_key(config.audit_key_file, config.instance_path, config.production)
+    except (CheckpointError, OSError) as error:
+        _fail(str(error))
+
+
+def _origin() -> str:
+    from portal.audit.witness import origin_for
+    return origin_for(current_app.config["PORTAL"].base_url)
+
+
+@audit.command("checkpoint")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="also write the signed text here")
+@click.option("--mail", is_flag=True, help="e-mail it to PORTAL_AUDIT_WITNESS_EMAIL")
+def audit_checkpoint(out, mail):
+    """Sign the log's current size and root; print the checkpoint for the witness."""
+    from portal.audit.mail import WitnessMailError, send_checkpoint
+    from portal.audit.witness import sign_checkpoint
+    from portal.db import utcnow
+    session, config = _db(), current_app.config["PORTAL"]
+    if mail and not config.audit_witness_email:
+        _fail("--mail needs PORTAL_AUDIT_WITNESS_EMAIL")
+    text, checkpoint = sign_checkpoint(session, _signing_key(), _origin(), utcnow())
+    session.commit()
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    if mail:
+        try:
+            send_checkpoint(config, config.audit_witness_email, text, checkpoint.size)
+        except WitnessMailError as error:
+            _fail(f"checkpoint stored but not mailed: {error}")
+    click.echo(text, nl=False)
+
+
+@audit.command("public-key")
+def audit_public_key():
+    """Print the public key that verifies checkpoints and proofs (publish it; give it to witnesses)."""
+    from portal.audit.checkpoint import public_key_pem
+    click.echo(public_key_pem(_signing_key()), nl=False)
+
+
+def _public_key(path):
+    from portal.audit.checkpoint import CheckpointError, load_public_key
+    if path is None:
+        return _signing_key().public_key()
+    try:
+        with open(path, "rb") as f:
+            return load_public_key(f.read())
+    except (OSError, CheckpointError) as error:
+        _fail(f"{path}: {error}")
+
+
+@audit.command("verify")
+@click.option("--checkpoint", "witness", type=click.File("r", encoding="utf-8"),
+              help="a signed checkpoint kept by the witness")
+@click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False),
+              help="PEM public key (default: the configured signing key's)")
+def audit_verify(witness, public_key):
+    """Recompute the tree; prove it extends the latest stored and the witness's checkpoint."""
+    from portal.audit.witness import verify
+    result = verify(_db(), _public_key(public_key), witness.read() if witness else None)
+    for line in result.checked:
+        click.echo(line)
+    for problem in result.problems:
+        click.echo(f"portal: {problem}", err=True)
+    if not result.ok:
+        sys.exit(1)
+    click.echo("the audit log is intact")
+
+
+@audit.command("prove")
+@click.argument("seq", type=click.IntRange(min=0))
+def audit_prove(seq):
+    """Print an inclusion proof of event SEQ, with a signed checkpoint and the public key (JSON)."""
+    import json
+
+    from portal.audit.log import AuditError
+    from portal.audit.witness import prove
+    from portal.db import utcnow
+    session = _db()
+    try:
+        proof = prove(session, seq, _signing_key(), _origin(), utcnow())
+    except AuditError as error:
+        _fail(str(error))
+    session.commit()
+    click.echo(json.dumps(proof, indent=2))
+
+
+@audit.command("check-proof")
+@click.argument("proof_file", type=click.File("r", encoding="utf-8"))
+@click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False), required=True)
+def audit_check_proof(proof_file, public_key):
+    """Check a proof from `portal audit prove` with the public key alone (no database needed)."""
+    import json
+
+    from portal.audit.checkpoint import CheckpointError
+    from portal.audit.merkle import ProofError
+    from portal.audit.witness import check_proof
+    try:
+        checkpoint = check_proof(json.load(proof_file), _public_key(public_key))
+    except (ValueError, KeyError, TypeError, CheckpointError, ProofError) as error:
+        _fail(f"the proof does not hold: {error}")
+    click.echo(f"event is leaf of the signed log of {checkpoint.size} events")
 
 
 # -- policy ----------------------------------------------------------------------------------

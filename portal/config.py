@@ -38,6 +38,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORTAL_KEK", None, help="key-encryption keys 'id:base64' (current first); or PORTAL_KEK_FILE"),
     Setting("PORTAL_KEK_FILE", None, help="file holding the key-encryption keys, one 'id:base64' per line"),
     Setting("PORTAL_RETENTION_DAYS", "180", help="personal fields of closed referrals are purged after this"),
+    Setting("PORTAL_MFA_REQUIRED_KINDS", "hospital_program,cvi_team,service_provider",
+            help="organization kinds whose every account must use a second factor (admins always must)"),
     Setting("PORTAL_BASE_URL", "http://127.0.0.1:5000", help="the portal's address, for links in e-mail"),
     Setting("PORTAL_SMTP_HOST", None, help="mail server; without it notifications wait in the outbox"),
     Setting("PORTAL_SMTP_PORT", "25"),
@@ -49,6 +51,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORTAL_SESSION_IDLE_MINUTES", "15", help="a signed-in session ends after this much inactivity"),
     Setting("PORTAL_SESSION_MAX_HOURS", "12", help="a signed-in session ends this long after login"),
     Setting("PORTAL_LOG_LEVEL", "INFO"),
+    Setting("PORTAL_AUDIT_KEY_FILE", None, help="Ed25519 key that signs audit checkpoints (CLI only; never "
+            "in the database); generated under instance/ outside production"),
+    Setting("PORTAL_AUDIT_WITNESS_EMAIL", None, help="who receives each signed audit checkpoint "
+            "(the city's compliance officer)"),
+    Setting("PORTAL_REDIS_URL", None, help="redis://host:port/db for rate limits shared by workers; memory otherwise"),
+    Setting("PORTAL_TRUSTED_PROXIES", "0", help="reverse proxies in front that append X-Forwarded-For"),
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +71,7 @@ class PortalConfig:
     policy_dir: Path
     session_idle_minutes: int
     session_max_hours: int
+    mfa_required_kinds: tuple[str, ...]
     log_level: str
     kek: str | None
     kek_file: str | None
@@ -70,6 +79,10 @@ class PortalConfig:
     base_url: str
     smtp: dict
     mail_from: str
+    audit_key_file: str | None = None
+    audit_witness_email: str | None = None
+    redis_url: str | None = None
+    trusted_proxies: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -106,6 +119,9 @@ def load(environ: dict[str, str] | None = None, overrides: dict | None = None) -
             raise ConfigError(f"production requires {', '.join(missing)}")
         if len(values["PORTAL_SECRET_KEY"]) < 32:
             raise ConfigError("PORTAL_SECRET_KEY must be at least 32 characters")
+        if environ.get("PORTAL_DEMO_TOTP_SECRET") or overrides.get("PORTAL_DEMO_TOTP_SECRET"):
+            # A second factor whose secret sits in the environment (and the README) is no factor.
+            raise ConfigError("PORTAL_DEMO_TOTP_SECRET is for development only; unset it in production")
 
     instance = Path(values["PORTAL_INSTANCE_PATH"] or ROOT / "instance")
     secret = values["PORTAL_SECRET_KEY"] or _development_secret(instance)
@@ -125,6 +141,7 @@ def load(environ: dict[str, str] | None = None, overrides: dict | None = None) -
         policy_dir=Path(values["PORTAL_POLICY_DIR"] or ROOT / "policies"),
         session_idle_minutes=idle,
         session_max_hours=max_hours,
+        mfa_required_kinds=_mfa_required_kinds(values["PORTAL_MFA_REQUIRED_KINDS"]),
         log_level=values["PORTAL_LOG_LEVEL"],
         kek=values["PORTAL_KEK"],
         kek_file=values["PORTAL_KEK_FILE"],
@@ -134,8 +151,19 @@ def load(environ: dict[str, str] | None = None, overrides: dict | None = None) -
               "password": values["PORTAL_SMTP_PASSWORD"],
               "starttls": values["PORTAL_SMTP_STARTTLS"].lower() in ("1", "true", "yes")},
         mail_from=values["PORTAL_MAIL_FROM"],
+        audit_key_file=values["PORTAL_AUDIT_KEY_FILE"],
+        audit_witness_email=values["PORTAL_AUDIT_WITNESS_EMAIL"],
+        redis_url=values["PORTAL_REDIS_URL"] or None,
+        trusted_proxies=_trusted_proxies(values["PORTAL_TRUSTED_PROXIES"]),
         extra=overrides,
     )
+
+
+def _trusted_proxies(value: str) -> int:
+    """How many proxies' X-Forwarded-For entries to believe; more than are there lets clients spoof."""
+    if not value.isdigit() or int(value) > 5:
+        raise ConfigError("PORTAL_TRUSTED_PROXIES must be a whole number from 0 to 5")
+    return int(value)
 
 
 def _development_secret(instance: Path) -> str:
@@ -149,3 +177,14 @@ def _development_secret(instance: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(secret)
     return secret
+
+
+def _mfa_required_kinds(value: str) -> tuple[str, ...]:
+    """The organization kinds named in PORTAL_MFA_REQUIRED_KINDS; a misspelled kind is an error."""
+    from portal.models.organization import ORG_KINDS
+    kinds = tuple(k.strip() for k in value.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in ORG_KINDS]
+    if unknown:
+        raise ConfigError(f"PORTAL_MFA_REQUIRED_KINDS: unknown organization kind(s) {', '.join(unknown)}; "
+                          f"choose from {', '.join(ORG_KINDS)}")
+    return kinds

@@ -1,9 +1,10 @@
 """Recording in the web layer: what a request did goes into the log when its transaction commits.
 
 Drafts wait in the request's SQLAlchemy session and are appended in `before_commit`, so each
-event commits exactly with the action it records. A rollback drops the allowed actions (they
-did not happen) but keeps the denials, which the end of the request commits on their own; a
-GET that only read commits its reads the same way. Nothing here stores a personal value: a
+event commits exactly with the action it records. An event records a decision or a read, not
+the action's success (the referral's own history records that), so a rollback keeps the drafts
+for the next commit; the end of the request commits whatever is still waiting (a GET that only
+read, a denial, a failed step). Nothing here stores a personal value: a
 draft holds ids, action names, decisions and declared parameters.
 """
 from __future__ import annotations
@@ -81,17 +82,15 @@ def request_id() -> str | None:
 
 @event.listens_for(Session, "before_commit")
 def _append_drafts(session: Session) -> None:
-    drafts = session.info.pop(_DRAFTS, None)
+    drafts = session.info.get(_DRAFTS)
     if drafts:
         append(session, drafts, utcnow())
 
 
-@event.listens_for(Session, "after_rollback")
-def _keep_denials(session: Session) -> None:
-    """What was rolled back did not happen; that it was refused still did."""
-    drafts = session.info.get(_DRAFTS)
-    if drafts:
-        session.info[_DRAFTS] = [d for d in drafts if d.decision == "deny"]
+@event.listens_for(Session, "after_commit")
+def _forget_appended(session: Session) -> None:
+    """Only now are they in the log; a commit that fails keeps them for the next one."""
+    session.info.pop(_DRAFTS, None)
 
 
 def init_app(app) -> None:
@@ -100,8 +99,7 @@ def init_app(app) -> None:
         db = g.get("db_session")
         if db is not None and db.info.get(_DRAFTS):
             if response.status_code >= 400:
-                db.rollback()  # a failed request's half-done work never rides along
-            if db.info.get(_DRAFTS):
-                db.commit()
+                db.rollback()  # a failed request's half-done work never rides along; the events do
+            db.commit()
         response.headers["X-Request-ID"] = request_id()
         return response

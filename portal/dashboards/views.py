@@ -16,6 +16,8 @@ from datetime import date, timedelta
 from flask import Blueprint, Response, abort, make_response, render_template, request
 from sqlalchemy.orm import Session
 
+from portal.audit import trail
+from portal.auth.step_up import fresh_second_factor
 from portal.dashboards import charts, queries
 from portal.db import get_session, utcnow
 from portal.policy import Action
@@ -113,10 +115,16 @@ def city():
         if is_htmx():  # htmx swaps no error response: let the browser load the page that explains
             response.headers["HX-Redirect"] = request.full_path
         return response
+    trail.note(table="all", filters=_audited(filters))
     tables = queries.build_tables(db, filters, ref)
     context = {"tables": [(t, charts.for_table(t)) for t in tables], "summary": _summary(tables),
                "filters": filters, "values": values, "query": _query_args(values), "errors": {}, **form}
     return page_or_partial(PAGE, PARTIAL, swap=is_htmx(), **context)
+
+
+def _audited(filters: queries.Filters) -> dict:
+    """The validated filters, as the audit log records them (ids and codes, never free text)."""
+    return {key: str(value) for key, value in vars(filters).items() if value is not None}
 
 
 def _summary(tables: list[queries.Table]) -> dict:
@@ -127,6 +135,7 @@ def _summary(tables: list[queries.Table]) -> dict:
 
 
 @bp.get("/city/export/<table>.csv")
+@fresh_second_factor  # a code within the last minutes, before the policy decision (auth/step_up.py)
 @require(Action.DASHBOARD_EXPORT)
 def export(table: str):
     """One table as CSV, same filters as the page: the header row, the rows, then the totals."""
@@ -137,6 +146,7 @@ def export(table: str):
     filters, errors, _ = parse_filters(request.args, ref, utcnow().date())
     if errors:
         abort(400, description=" ".join(f"{name}: {message}" for name, message in errors.items()))
+    trail.note(table=table, filters=_audited(filters))
     result = queries.build_table(db, filters, ref, table)
     filename = f"city-{table}-{filters.start.isoformat()}-to-{filters.end.isoformat()}-{filters.period}.csv"
     return Response(_csv_lines(result), mimetype="text/csv",

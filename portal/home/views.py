@@ -27,7 +27,7 @@ HOME_TEMPLATES = {
 
 # The navigation a user sees is itself a set of policy decisions, made once per page.
 NAV_ACTIONS = (Action.REFERRAL_CREATE, Action.REFERRAL_LIST_INBOX, Action.REFERRAL_LIST_SENT, Action.ORG_LIST,
-               Action.DASHBOARD_VIEW)
+               Action.DASHBOARD_VIEW, Action.AUDIT_SEARCH)
 
 
 @bp.app_context_processor

@@ -10,6 +10,8 @@ class Action(StrEnum):
     HOME_VIEW = "home.view"
     ACCOUNT_VIEW_SELF = "account.view_self"
     ACCOUNT_SIGN_OUT_EVERYWHERE = "account.sign_out_everywhere"
+    ACCOUNT_MANAGE_MFA = "account.manage_mfa"
+    ACCOUNT_STEP_UP = "account.step_up"
 
     ORG_LIST = "org.list"
     ORG_CREATE = "org.create"
@@ -38,6 +40,9 @@ class Action(StrEnum):
     REFERRAL_HANDOFF = "referral.handoff"
     REFERRAL_CANCEL = "referral.cancel"
     REFERRAL_REVOKE_CONSENT = "referral.revoke_consent"
+    REFERRAL_VIEW_ACCESS_HISTORY = "referral.view_access_history"
+    REFERRAL_DISCLOSURE_REPORT = "referral.disclosure_report"
+    AUDIT_SEARCH = "audit.search"
 
     DASHBOARD_VIEW = "dashboard.view"
     DASHBOARD_EXPORT = "dashboard.export"

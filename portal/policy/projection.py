@@ -17,7 +17,8 @@ from portal.referrals import codes, vault
 REFERRAL_WORK = (Action.REFERRAL_ACCEPT, Action.REFERRAL_DECLINE, Action.REFERRAL_ASSIGN,
                  Action.REFERRAL_LOG_CONTACT, Action.REFERRAL_HOLD, Action.REFERRAL_RESUME,
                  Action.REFERRAL_COMPLETE, Action.REFERRAL_HANDOFF, Action.REFERRAL_CANCEL,
-                 Action.REFERRAL_REVOKE_CONSENT)
+                 Action.REFERRAL_REVOKE_CONSENT, Action.REFERRAL_DISCLOSURE_REPORT,
+                 Action.REFERRAL_VIEW_ACCESS_HISTORY)
 
 
 def allowed_actions(user, referral, pdp=None) -> set[Action]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
+from portal.audit import trail
 from portal.db import get_session
 from portal.policy import Action
 from portal.policy.gate import require
@@ -23,7 +24,9 @@ def catalog():
 
 def _view(name: str) -> dict:
     params = parse_parameters(request.args.to_dict())
-    return table_view(get_session(), catalog(), name, **params)
+    view = table_view(get_session(), catalog(), name, **params)
+    trail.note(table=name, release=view["release"], parameters={k: str(v) for k, v in params.items() if v is not None})
+    return view
 
 
 @bp.get("/")
