@@ -10,11 +10,14 @@ import logging
 import smtplib
 from email.message import EmailMessage
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.auth import account_mail, tokens
 from portal.db import utcnow
-from portal.models import Notification, Referral, User
+from portal.models import AccountToken, Notification, Referral, User
+from portal.models.notification import ACCOUNT_KINDS
 from portal.referrals import codes
 
 log = logging.getLogger("portal.notify")
@@ -56,6 +59,21 @@ def compose(notification: Notification, recipient: User, base_url: str, sender: 
     return message
 
 
+def _message(db: Session, notification: Notification, recipient: User, config) -> EmailMessage | None:
+    """The mail to send; for an account link (auth/account_mail.py) None once it cannot be used."""
+    if notification.kind not in ACCOUNT_KINDS:
+        return compose(notification, recipient, config.base_url, config.mail_from)
+    token = db.get(AccountToken, notification.account_token_id)
+    return account_mail.compose(token, recipient, current_app.extensions["portal.keyring"], config.base_url,
+                                config.mail_from)
+
+
+def _sent(db: Session, notification: Notification) -> None:
+    notification.sent_at = utcnow()
+    if notification.kind in ACCOUNT_KINDS:
+        tokens.mail_sent(db.get(AccountToken, notification.account_token_id))  # only the hash remains
+
+
 def deliver_pending(db: Session, config, limit: int = 100) -> tuple[int, int]:
     """Send what waits in the outbox; returns (sent, failed). Never raises for a mail failure."""
     smtp = config.smtp
@@ -76,9 +94,13 @@ def deliver_pending(db: Session, config, limit: int = 100) -> tuple[int, int]:
             for notification in pending:
                 recipient = db.get(User, notification.recipient_id)
                 notification.attempts += 1
+                message = _message(db, notification, recipient, config)
+                if message is None:  # an account link replaced, used or expired before it went out
+                    db.delete(notification)
+                    continue
                 try:
-                    server.send_message(compose(notification, recipient, config.base_url, config.mail_from))
-                    notification.sent_at = utcnow()
+                    server.send_message(message)
+                    _sent(db, notification)
                     sent += 1
                 except smtplib.SMTPException as error:
                     notification.last_error = type(error).__name__

@@ -12,6 +12,9 @@ from portal.policy.gate import declared_action, is_public
 POLICIES = ROOT / "policies"
 # The short, reviewed list of endpoints open without a declared action.
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.logout", "home.healthz", "home.transparency"}
+# Reached signed out, from the login page or a link in a mail (auth/recovery_views.py).
+PUBLIC_ENDPOINTS |= {"recovery.forgot", "recovery.forgot_sent", "recovery.invitation", "recovery.reset",
+                     "recovery.new_password"}
 
 
 @pytest.fixture

@@ -3,27 +3,25 @@
 Invariants kept here:
 - e-mails are unique regardless of case (normalized before they reach the database);
 - nobody deactivates themselves or changes their own role (an organization cannot lock itself out);
-- a police partner's account is never a portal administrator.
+- a police partner's account is never a portal administrator;
+- a new account gets its password from the person through an invitation link, never from an
+  administrator (only the CLI and the demo data set one directly).
 """
 from __future__ import annotations
 
-import secrets
 import uuid
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from portal.auth import lockout, tokens
 from portal.auth.passwords import hash_password, password_problem
 from portal.auth.service import normalize_email
 from portal.auth.sessions import close_all_sessions
+from portal.crypto import KeyRing
 from portal.errors import ServiceError
 from portal.models import ORG_KINDS, ROLES, Organization, User, Zone
-
-
-def temporary_password() -> str:
-    """Shown once to the administrator who hands it over; 128 bits, easy to read aloud."""
-    return "-".join(secrets.token_hex(4) for _ in range(4))
 
 
 def create_zone(db: Session, code: str, label: str) -> Zone:
@@ -59,7 +57,8 @@ def create_organization(db: Session, name: str, kind: str, zone_ids: list[uuid.U
 
 def create_user(db: Session, org: Organization, email: str, display_name: str, role: str,
                 password: str | None = None, portal_admin: bool = False) -> tuple[User, str | None]:
-    """Create an account. Without `password`, a temporary one is generated and returned once."""
+    """Create an account; without `password` it has none until the person sets one through a link
+    (invite_user). Returns (user, None): the second item is where a temporary password used to be."""
     email = normalize_email(email)
     display_name = (display_name or "").strip()
     if "@" not in email or len(email) > 254:
@@ -70,18 +69,39 @@ def create_user(db: Session, org: Organization, email: str, display_name: str, r
         raise ServiceError("Choose a role.", "role")
     if portal_admin and org.kind == "police_partner":
         raise ServiceError("A police partner account cannot administer the portal.", "portal_admin")
-    generated = None
-    if password is None:
-        password = generated = temporary_password()
-    elif problem := password_problem(password):
+    if password is not None and (problem := password_problem(password)):
         raise ServiceError(problem, "password")
     if db.scalar(select(User.id).where(User.email == email)):
         raise ServiceError("An account with this e-mail already exists.", "email")
     user = User(email=email, display_name=display_name, organization=org, role=role,
-                is_portal_admin=portal_admin, password_hash=hash_password(password))
+                is_portal_admin=portal_admin, password_hash=hash_password(password) if password else None)
     db.add(user)
     _flush(db, "An account with this e-mail already exists.", "email")
-    return user, generated
+    return user, None
+
+
+def invite_user(db: Session, ring: KeyRing, org: Organization, email: str, display_name: str, role: str) -> User:
+    """Create an account without a password and mail its owner a link to choose one (7 days)."""
+    user, _ = create_user(db, org, email, display_name, role)
+    tokens.issue(db, ring, user, tokens.INVITE)
+    return user
+
+
+def resend_invitation(db: Session, ring: KeyRing, user: User) -> User:
+    """A new invitation link; the previous one stops working."""
+    if user.password_hash is not None:
+        raise ServiceError("This account has already chosen its password.", "invitation")
+    if not user.is_active:
+        raise ServiceError("Reactivate the account before inviting it again.", "invitation")
+    tokens.issue(db, ring, user, tokens.INVITE)
+    return user
+
+
+def unlock_sign_in(db: Session, user: User) -> User:
+    """Lift the lockout that repeated failed sign-ins put on this account's address."""
+    lockout.clear(db, user.email)
+    user.failed_login_count = 0
+    return user
 
 
 def set_role(db: Session, actor: User, user: User, role: str) -> User:

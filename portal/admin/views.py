@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 from wtforms import SelectChoice
 
 from portal.admin import service
 from portal.admin.forms import KIND_LABELS, ROLE_LABELS, ActiveForm, OrganizationForm, RoleForm, UserForm, ZoneForm
+from portal.auth import lockout, tokens
 from portal.db import get_session
 from portal.errors import ServiceError
 from portal.models import Organization, User, Zone
@@ -31,6 +32,10 @@ def load_user(user_id: uuid.UUID):
 @bp.app_context_processor
 def _labels():
     return {"KIND_LABELS": KIND_LABELS, "ROLE_LABELS": ROLE_LABELS}
+
+
+def _keyring():
+    return current_app.extensions["portal.keyring"]
 
 
 def _fail(form, error: ServiceError) -> None:
@@ -62,7 +67,7 @@ def create_organization():
             abort(400)
         try:
             org = service.create_organization(db, form.name.data, form.kind.data, zone_ids)
-            admin, password = service.create_user(db, org, form.admin_email.data, form.admin_name.data, "org_admin")
+            admin = service.invite_user(db, _keyring(), org, form.admin_email.data, form.admin_name.data, "org_admin")
         except ServiceError as error:
             if error.field == "email":
                 error.field = "admin_email"
@@ -71,7 +76,7 @@ def create_organization():
             _fail(form, error)
         else:
             db.commit()
-            return render_template("admin/account_created.html", user=admin, password=password, org=org)
+            return render_template("admin/account_created.html", user=admin, org=org)
     return render_template("admin/organization_form.html", form=form), 400 if form.errors else 200
 
 
@@ -130,12 +135,12 @@ def create_user(org, org_id):
     if form.validate_on_submit():
         db = get_session()
         try:
-            user, password = service.create_user(db, org, form.email.data, form.display_name.data, form.role.data)
+            user = service.invite_user(db, _keyring(), org, form.email.data, form.display_name.data, form.role.data)
         except ServiceError as error:
             _fail(form, error)
         else:
             db.commit()
-            return render_template("admin/account_created.html", user=user, password=password, org=org)
+            return render_template("admin/account_created.html", user=user, org=org)
     return render_template("admin/user_form.html", form=form, org=org), 400 if form.errors else 200
 
 
@@ -151,6 +156,34 @@ def change_role(user, user_id):
 def change_active(user, user_id):
     form = ActiveForm()
     return _update_user(user, form, lambda db: service.set_active(db, current_user, user, form.active.data))
+
+
+@bp.post("/users/<uuid:user_id>/invitation")
+@require(Action.USER_MANAGE, load=load_user)
+def resend_invitation(user, user_id):
+    """A new invitation link by mail; the previous link stops working."""
+    return _account_action(user, lambda db: service.resend_invitation(db, _keyring(), user),
+                           "A new invitation is on its way; the previous link no longer works.")
+
+
+@bp.post("/users/<uuid:user_id>/unlock")
+@require(Action.USER_MANAGE, load=load_user)
+def unlock_sign_in(user, user_id):
+    """Lift the lockout after repeated failed sign-ins (the only way besides a password reset)."""
+    return _account_action(user, lambda db: service.unlock_sign_in(db, user), "Sign-in is unlocked for this account.")
+
+
+def _account_action(user, change, done: str):
+    """A one-button change (the CSRF check has passed globally): do it, then back to the list."""
+    db = get_session()
+    try:
+        change(db)
+    except ServiceError as error:
+        db.rollback()
+        abort(400, error.message)
+    db.commit()
+    flash(done)
+    return redirect(url_for("admin.organization", org_id=user.organization_id), code=303)
 
 
 def _update_user(user, form, change):
@@ -179,4 +212,6 @@ def _row(user: User) -> dict:
     return {"id": user.id, "email": user.email, "display_name": user.display_name, "role": user.role,
             "active": user.active, "portal_admin": user.is_portal_admin,
             "last_login_at": user.last_login_at, "is_self": user.id == current_user.id,
+            "invitation": tokens.invitation_status(get_session(), user),
+            "locked": user.failed_login_count >= lockout.THRESHOLD,
             "can_manage": user.id != current_user.id and decide(current_user, Action.USER_MANAGE, user).allowed}

@@ -1,5 +1,9 @@
-"""argon2id password hashing (argon2-cffi's RFC 9106 low-memory profile)."""
+"""argon2id password hashing (argon2-cffi's RFC 9106 low-memory profile) and the rules for a new password."""
 from __future__ import annotations
+
+import gzip
+from functools import cache
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,6 +21,8 @@ def use_parameters(**argon2_parameters) -> None:
     _DUMMY_HASH = _hasher.hash("not a real password, only spends the same time")
 
 MIN_LENGTH = 12
+# Django's list of common passwords (BSD-3-Clause, see common-passwords.LICENSE beside it).
+COMMON_PASSWORDS = Path(__file__).with_name("common-passwords.txt.gz")
 
 
 def hash_password(password: str) -> str:
@@ -35,9 +41,19 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 def password_problem(password: str) -> str | None:
-    """Why a new password is refused, or None. Length over composition rules (NIST SP 800-63B)."""
+    """Why a new password is refused, or None. Length and a blocklist of common passwords, no
+    composition rules (NIST SP 800-63B 5.1.1.2)."""
     if len(password) < MIN_LENGTH:
         return f"Use at least {MIN_LENGTH} characters."
     if len(password) > 256:
         return "Use at most 256 characters."
+    if password.strip().casefold() in _common_passwords():
+        return "This password is on a list of commonly used passwords. Choose another."
     return None
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    """Read once per process; a missing file is a broken install and fails loudly."""
+    with gzip.open(COMMON_PASSWORDS, "rt", encoding="utf-8") as f:
+        return frozenset(line.strip().casefold() for line in f if line.strip())

@@ -1,9 +1,12 @@
 """Authentication rules. Takes the session and returns the user or None; never commits."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.auth import lockout
 from portal.auth.passwords import hash_password, needs_rehash, verify_password
 from portal.db import utcnow
 from portal.models import User
@@ -13,19 +16,25 @@ def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
-def authenticate(db: Session, email: str, password: str) -> User | None:
+def authenticate(db: Session, email: str, password: str, now: datetime | None = None) -> User | None:
     """The user for these credentials, or None for every failure alike.
 
-    An unknown e-mail, a wrong password, a deactivated account and a deactivated organization
-    are indistinguishable to the caller, and cost the same hashing time.
+    An unknown e-mail, a wrong password, a deactivated account, a deactivated organization and
+    an address locked out after repeated failures (lockout.py) are indistinguishable to the
+    caller, and cost the same hashing time. users.failed_login_count mirrors the lockout count.
     """
+    if lockout.is_locked(db, email, now):
+        verify_password(None, password)  # the same time as any other refusal; not counted
+        return None
     user = db.scalar(select(User).where(User.email == normalize_email(email)))
     if not verify_password(user.password_hash if user else None, password):
+        count = lockout.record_failure(db, email, now)
         if user is not None:
-            user.failed_login_count += 1
+            user.failed_login_count = count
         return None
     if not user.is_active:
         return None
+    lockout.clear(db, email)
     user.failed_login_count = 0
     user.last_login_at = utcnow()
     if needs_rehash(user.password_hash):
