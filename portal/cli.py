@@ -57,6 +57,23 @@ def db_check():
     click.echo("models and migrations agree")
 
 
+@db.command("grant-app-role")
+@click.argument("role")
+def db_grant_app_role(role):
+    """PostgreSQL: grant ROLE what the web workers need; INSERT and SELECT only on the audit log."""
+    from portal.audit.grants import grant_application_role
+    from portal.db import make_engine
+    engine = make_engine(current_app.config["PORTAL"].database_url)
+    try:
+        with engine.begin() as conn:
+            statements = grant_application_role(conn, role)
+    except ValueError as error:
+        _fail(str(error))
+    finally:
+        engine.dispose()
+    click.echo(f"{len(statements)} grant statement(s) run for {role}")
+
+
 # -- organizations and users -----------------------------------------------------------------
 @cli.group()
 def orgs():

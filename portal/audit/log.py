@@ -108,13 +108,17 @@ def iter_leaf_hashes(db: Session, size: int | None = None) -> Iterator[bytes]:
     query = select(AuditEvent).order_by(AuditEvent.seq)
     if size is not None:
         query = query.where(AuditEvent.seq < size)
-    for event in db.scalars(query.execution_options(yield_per=_BATCH)):
-        if event.seq != expected:
-            raise AuditError(f"the log has no event {expected}" if event.seq > expected
-                             else f"event {event.seq} appears twice")
-        yield leaf_hash(event)
-        expected += 1
-        db.expunge(event)
+    result = db.scalars(query.execution_options(yield_per=_BATCH))
+    try:
+        for event in result:
+            if event.seq != expected:
+                raise AuditError(f"the log has no event {expected}" if event.seq > expected
+                                 else f"event {event.seq} appears twice")
+            yield leaf_hash(event)
+            expected += 1
+            db.expunge(event)
+    finally:
+        result.close()  # a server-side cursor on PostgreSQL: close it even when stopping early
     if size is not None and expected != size:
         raise AuditError(f"the log ends at {expected} events, before {size}")
 

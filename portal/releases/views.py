@@ -24,8 +24,10 @@ def catalog():
 
 def _view(name: str) -> dict:
     params = parse_parameters(request.args.to_dict())
+    if name in catalog().tables:  # only declared names and validated parameters reach the log
+        trail.note(table=name, parameters={k: str(v) for k, v in params.items()})
     view = table_view(get_session(), catalog(), name, **params)
-    trail.note(table=name, release=view["release"], parameters={k: str(v) for k, v in params.items() if v is not None})
+    trail.note(release=view["release"])
     return view
 
 
