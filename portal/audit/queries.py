@@ -50,11 +50,9 @@ def access_history(db: Session, referral: Referral) -> list[dict]:
 
 
 def _chain(referral: Referral) -> list[Referral]:
-    """The referral, the one it was handed off from, and every handoff after it, in order."""
-    root = referral
-    while root.parent is not None:
-        root = root.parent
-    chain, todo = [], [root]
+    """The referral and every handoff made from it, in order. Not the ones before it: a team that
+    received a handoff accounts for what it passed on, the sender of the original for everything."""
+    chain, todo = [], [referral]
     while todo:
         current = todo.pop(0)
         chain.append(current)
