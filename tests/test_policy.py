@@ -15,6 +15,8 @@ PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.logout", "home.healthz", "home
 # Reached signed out, from the login page or a link in a mail (auth/recovery_views.py).
 PUBLIC_ENDPOINTS |= {"recovery.forgot", "recovery.forgot_sent", "recovery.invitation", "recovery.reset",
                      "recovery.new_password"}
+# Single sign-on: the work e-mail form, the hop to the organization's provider, its callback.
+PUBLIC_ENDPOINTS |= {"sso.choose", "sso.start", "sso.callback"}
 
 
 @pytest.fixture
