@@ -10,6 +10,7 @@ from flask import current_app
 from flask.cli import FlaskGroup
 from sqlalchemy import select
 
+from portal.audit.events import Event
 from portal.config import ConfigError
 from portal.policy.engine import PolicyError
 
@@ -183,6 +184,7 @@ def demo_data(referrals, seed):
     session = _db()
     created, generated = load_demo_data(session, os.environ.get("PORTAL_DEMO_PASSWORD"))
     session.commit()
+    _demo_second_factor(session)
     if created:
         click.echo(f"created {len(created)} demo account(s): {', '.join(created)}")
         if generated:
@@ -191,7 +193,6 @@ def demo_data(referrals, seed):
             click.echo("their password is PORTAL_DEMO_PASSWORD")
     else:
         click.echo("demo data already present; passwords unchanged")
-    _demo_second_factor(session)
     if referrals:
         from portal.demo_history import load_demo_referrals
         from portal.policy import engine
@@ -260,6 +261,7 @@ def keys_rotate(batch):
     from portal.auth import sso
     moved += sso.rewrap_secrets(session, ring)  # and single sign-on client secrets
     session.commit()
+    _record_system(Event.KEYS_ROTATED, detail={"rewrapped": moved, "current_kek": ring.current_id})
     click.echo(f"{moved} data key(s) re-wrapped; every key is now under {ring.current_id}. "
                "Older keys may be removed from PORTAL_KEK.")
 
@@ -280,6 +282,7 @@ def retention_run():
     with click.progressbar(length=0, label="retention", file=sys.stderr) as bar:
         done = run_retention(session, lambda: service.Context(session, _keyring(), engine(), None),
                              config.retention_days, utcnow(), progress=bar.update)
+    _record_system(Event.RETENTION_RUN, detail=done)
     click.echo(f"{done['expired_consents']} expired consent(s) ended; "
                f"{done['purged_referrals']} closed referral(s) purged of personal fields")
 
@@ -316,7 +319,18 @@ def _publish_due():
     from portal.db import utcnow
     from portal.releases.publish import publish_due
     with click.progressbar(length=0, label="releases", file=sys.stderr) as bar:
-        return publish_due(_db(), current_app.extensions["portal.catalog"], utcnow(), progress=bar.update)
+        done = publish_due(_db(), current_app.extensions["portal.catalog"], utcnow(), progress=bar.update)
+    for release in done:
+        _record_system(Event.RELEASE_PUBLISHED, release, detail={"period": release.period})
+    return done
+
+
+def _record_system(event, resource=None, detail=None) -> None:
+    """An operator's command in the audit log, committed on its own (the work already is)."""
+    from portal.audit import trail
+    session = _db()
+    trail.record(event, resource, detail=detail, db=session)
+    session.commit()
 
 
 @cli.group()

@@ -328,3 +328,14 @@ def test_the_application_role_may_only_append(app):
         owner.dispose()
     with app.app_context():
         assert get_session().scalar(select(func.count()).select_from(AuditEvent)) == 2
+
+
+def test_operators_commands_are_recorded_as_system_events(app, world):
+    runner = app.test_cli_runner()
+    assert runner.invoke(cli, ["retention", "run"]).exit_code == 0
+    assert runner.invoke(cli, ["keys", "rotate"]).exit_code == 0
+    recorded = {e.action: e for e in events(app) if e.action.startswith("system.")}
+    assert set(recorded) == {"system.retention_run", "system.keys_rotated"}
+    assert recorded["system.retention_run"].actor_id is None
+    assert json.loads(recorded["system.retention_run"].detail) == {"expired_consents": 0, "purged_referrals": 0}
+    assert verify(app).ok

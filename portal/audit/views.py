@@ -8,12 +8,14 @@ from flask import Blueprint, render_template, request, url_for
 from sqlalchemy import select
 
 from portal.audit import queries
+from portal.audit.events import Event
 from portal.db import get_session, utcnow
 from portal.models import Organization, Referral, User
 from portal.policy import Action
 from portal.policy.gate import require
 
 bp = Blueprint("audit", __name__)
+AUDITED_ACTIONS = sorted([a.value for a in Action] + [e.value for e in Event])
 
 
 def load_referral(referral_id: uuid.UUID):
@@ -46,7 +48,7 @@ def search():
         "organizations": db.execute(select(Organization.id, Organization.name).order_by(Organization.name)).all(),
         "actors": db.execute(select(User.id, User.display_name, Organization.name).join(User.organization)
                              .order_by(Organization.name, User.display_name)).all(),
-        "actions": sorted(a.value for a in Action),
+        "actions": AUDITED_ACTIONS,
     }
     next_url = url_for("audit.search", **{**request.args.to_dict(), "before": next_before}) if next_before else None
     return render_template("audit/search.html", rows=rows, next_url=next_url, errors=errors,
@@ -63,7 +65,7 @@ def _parse(args) -> tuple[queries.AuditFilters, dict[str, str]]:
             except ValueError:
                 errors[name] = f"Choose the {name} from the list."
     if args.get("action"):
-        if args["action"] in {a.value for a in Action}:
+        if args["action"] in AUDITED_ACTIONS:
             values["action"] = args["action"]
         else:
             errors["action"] = "Choose the action from the list."
