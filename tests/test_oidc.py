@@ -28,7 +28,7 @@ from portal.crypto import parse_keyring
 from portal.db import get_session, utcnow
 from portal.errors import ServiceError
 from portal.models import IdentityProvider, LinkedIdentity, PendingSsoLogin, User, UserSession
-from tests.conftest import KEK, SECRET, csrf_token
+from tests.conftest import KEK, SECRET, csrf_token, login
 from tests.oidc_fixtures import ClientSpec, IdpUser, ProviderFactory, path_and_query, query
 
 DOMAIN = "city.test"
@@ -456,6 +456,21 @@ def test_login_page_offers_single_sign_on(client):
 
 
 # -- configuration ------------------------------------------------------------------------------------
+def test_organization_page_shows_the_configuration_but_never_the_secret(app, client, world, make, idp, callback):
+    """The organization's administrator sees issuer, client id, domains, state and how many accounts
+    are linked -- read-only, and never the client secret."""
+    org, _ = world
+    assert sign_in(client, org, callback).status_code == 302
+    admin_client = app.test_client()
+    admin = make.user(org, "org_admin")
+    assert login(admin_client, admin.email).status_code in (200, 302)
+    body = admin_client.get(f"/admin/organizations/{org.id}").get_data(as_text=True)
+    assert "<h2>Single sign-on</h2>" in body
+    assert f"<code>{idp.issuer}</code>" in body and "<code>portal-a</code>" in body and DOMAIN in body
+    assert re.search(r"<dt>Accounts linked</dt><dd>1</dd>", body)
+    assert CLIENT_SECRET not in body
+
+
 def test_client_secret_is_sealed_at_rest_and_survives_key_rotation(app, world, database_url):
     """The secret is stored only encrypted under the key ring, bound to its row; after rotation to a
     new key it still opens, and without the old key nothing else needed it."""

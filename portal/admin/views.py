@@ -10,7 +10,7 @@ from wtforms import SelectChoice
 
 from portal.admin import service
 from portal.admin.forms import KIND_LABELS, ROLE_LABELS, ActiveForm, OrganizationForm, RoleForm, UserForm, ZoneForm
-from portal.auth import lockout, tokens
+from portal.auth import lockout, sso, tokens
 from portal.db import get_session
 from portal.errors import ServiceError
 from portal.models import Organization, User, Zone
@@ -86,7 +86,8 @@ def organization(org, org_id):
     can_create, can_set_intake = (d.allowed for d in decide_many(current_user, (Action.USER_CREATE,
                                                                                  Action.ORG_SET_INTAKE), org))
     return render_template("admin/organization.html", org=org, rows=[_row(u) for u in org.users],
-                           can_create=can_create, can_set_intake=can_set_intake)
+                           can_create=can_create, can_set_intake=can_set_intake,
+                           sso=sso.summary(get_session(), org.id))
 
 
 @bp.post("/organizations/<uuid:org_id>/intake")

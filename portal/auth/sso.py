@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -88,6 +88,26 @@ def organizations_for_domain(db: Session, domain: str) -> list[Organization]:
                       .where(IdentityProvider.enabled.is_(True), Organization.active.is_(True))
                       .order_by(Organization.name))
     return [org for provider, org in rows if domain in provider.allowed_domains]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What an administrator may see of the configuration: never the secret."""
+
+    issuer: str
+    client_id: str
+    allowed_domains: tuple[str, ...]
+    enabled: bool
+    linked_accounts: int
+
+
+def summary(db: Session, org_id: uuid.UUID) -> Summary | None:
+    provider = db.scalar(select(IdentityProvider).where(IdentityProvider.organization_id == org_id))
+    if provider is None:
+        return None
+    linked = db.scalar(select(func.count()).select_from(LinkedIdentity).join(User, User.id == LinkedIdentity.user_id)
+                       .where(User.organization_id == org_id, LinkedIdentity.issuer == provider.issuer))
+    return Summary(provider.issuer, provider.client_id, tuple(provider.allowed_domains), provider.enabled, linked)
 
 
 def _context(provider: IdentityProvider) -> bytes:
