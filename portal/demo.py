@@ -1,12 +1,22 @@
-"""Demo organizations, zones and users for development. Idempotent; refused in production."""
+"""Demo organizations, zones and users for development. Idempotent; refused in production.
+
+With PORTAL_DEMO_TOTP_SECRET, `enroll_demo_users` gives every demo account that secret as its
+second factor (one entry in an authenticator app signs in as any of them); without it, the demo
+accounts that must have a second factor set one up at their first sign-in.
+"""
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import secrets
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.admin import service
+from portal.auth import mfa
+from portal.crypto import KeyRing
 from portal.models import Organization, User, Zone
 
 ZONES = [("N1", "Northside — Riverview"), ("N2", "Northside — Hilltop"),
@@ -56,3 +66,31 @@ def load_demo_data(db: Session, password: str | None) -> tuple[list[str], str | 
     for email, name, org_name, role, admin in missing:
         service.create_user(db, orgs[org_name], email, name, role, password=password, portal_admin=admin)
     return [u[0] for u in missing], generated
+
+
+class DemoSecretError(ValueError):
+    """PORTAL_DEMO_TOTP_SECRET is not a usable TOTP secret."""
+
+
+def demo_totp_secret(value: str) -> str:
+    """The secret normalized (upper case, no spaces or padding); DemoSecretError if it is not base32
+    of at least 128 bits (RFC 4226 asks for 128, recommends 160)."""
+    secret = re.sub(r"[\s=]", "", value).upper()
+    try:
+        valid = len(secret) >= 26 and bool(base64.b32decode(secret + "=" * (-len(secret) % 8)))
+    except (binascii.Error, ValueError):
+        valid = False
+    if not valid:
+        raise DemoSecretError("PORTAL_DEMO_TOTP_SECRET must be base32 (A-Z, 2-7), at least 26 characters; "
+                              "make one with: python -c 'import pyotp; print(pyotp.random_base32())'")
+    return secret
+
+
+def enroll_demo_users(db: Session, ring: KeyRing, secret: str) -> list[str]:
+    """Give every demo account without a confirmed second factor this TOTP secret; their e-mails."""
+    enrolled = []
+    for user in db.scalars(select(User).where(User.email.in_([u[0] for u in USERS])).order_by(User.email)):
+        if not mfa.is_enrolled(db, user):
+            mfa.enroll(db, ring, user, secret)
+            enrolled.append(user.email)
+    return enrolled

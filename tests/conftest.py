@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
+from urllib.parse import urlsplit
 
+import pyotp
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from portal import create_app, migrate
 from portal.admin import service
-from portal.auth import passwords
+from portal.auth import mfa, passwords
+from portal.auth.service import normalize_email
 from portal.crypto import generate_key_entry
 from portal.db import Base, get_session
 from portal.models import Organization, User
@@ -149,14 +153,26 @@ class Factory:
             return org
 
     def user(self, org: Organization, role: str = "staff", email: str | None = None,
-             portal_admin: bool = False, password: str = PASSWORD) -> User:
+             portal_admin: bool = False, password: str = PASSWORD, mfa: bool | None = None) -> User:
+        """A user; with a TOTP second factor when the portal requires one of them (or `mfa=True`),
+        without one when `mfa=False`."""
         with self.app.app_context():
             db = get_session()
             org = db.get(Organization, org.id)
             user, _ = service.create_user(db, org, email or f"{role}-{uuid.uuid4().hex[:8]}@example.test",
                                           f"Test {role}", role, password=password, portal_admin=portal_admin)
+            if mfa or (mfa is None and mfa_required(self.app, user)):
+                enroll(self.app, db, user)
             db.commit()
             return user
+
+    def enroll(self, user: User, secret: str | None = None) -> str:
+        """Give an existing user a confirmed TOTP second factor; returns its base32 secret."""
+        with self.app.app_context():
+            db = get_session()
+            secret = enroll(self.app, db, db.get(User, user.id), secret)
+            db.commit()
+            return secret
 
 
 @pytest.fixture
@@ -164,8 +180,48 @@ def make(app):
     return Factory(app)
 
 
+# -- the second factor --------------------------------------------------------------------------
+def mfa_required(app, user: User) -> bool:
+    return mfa.required(user, app.config["PORTAL"].mfa_required_kinds)
+
+
+def enroll(app, db, user: User, secret: str | None = None) -> str:
+    """A confirmed TOTP second factor for the user, through the real service (sealed secret,
+    hashed recovery codes); the caller commits. Returns the base32 secret."""
+    secret = secret or pyotp.random_base32()
+    mfa.enroll(db, app.extensions["portal.keyring"], user, secret)
+    return secret
+
+
+def totp_code(secret: str, last_used_step: int | None = None) -> str:
+    """A code the portal accepts now and has not seen: the earliest time step of its window (one
+    step either side of now) after the last one used, so that the same account can sign in again
+    at once. Never the step before now when that one is about to leave the window; when every
+    step of the window is used, wait for the next one."""
+    while True:
+        clock = time.time()
+        now = int(clock) // mfa.STEP_SECONDS
+        seconds_left = mfa.STEP_SECONDS - clock % mfa.STEP_SECONDS
+        earliest = now - mfa.VALID_WINDOW if seconds_left > 3 else now - mfa.VALID_WINDOW + 1
+        for step in range(earliest, now + mfa.VALID_WINDOW + 1):
+            if last_used_step is None or step > last_used_step:
+                return pyotp.TOTP(secret, interval=mfa.STEP_SECONDS).generate_otp(step)
+        time.sleep(seconds_left + 0.05)
+
+
+def second_factor_code(app, email: str) -> str:
+    """A fresh, unused TOTP code for this account, computed from its sealed secret in the database."""
+    with app.app_context():
+        db = get_session()
+        user = db.scalar(select(User).where(User.email == normalize_email(email)))
+        row = mfa.credential(db, user) if user else None
+        assert row is not None and row.confirmed_at is not None, f"{email} has no second factor"
+        return totp_code(mfa.secret_of(db, app.extensions["portal.keyring"], user), row.last_used_step)
+
+
 # -- signing in -------------------------------------------------------------------------------
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+SECRET_ON_PAGE = re.compile(r'<code id="totp-secret">([A-Z2-7 ]+)</code>')
 
 
 def csrf_token(client, path: str = "/login") -> str:
@@ -176,9 +232,29 @@ def csrf_token(client, path: str = "/login") -> str:
     return match.group(1)
 
 
-def login(client, email: str, password: str = PASSWORD):
+def login(client, email: str, password: str = PASSWORD, *, second_factor: bool = True):
+    """Sign in through the real forms; return the last response.
+
+    After the password, an account with a second factor gets a fresh code typed at /login/code
+    (the response is then that step's redirect); one that must set up a second factor first goes
+    through /login/enroll with the secret read off the page (the response is then the page of
+    recovery codes). With `second_factor=False`, only the password step runs.
+    """
     token = csrf_token(client)
-    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+    response = client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+    step = urlsplit(response.location or "").path if response.status_code == 302 else None
+    if not second_factor or step not in ("/login/code", "/login/enroll"):
+        return response
+    if step == "/login/code":
+        return submit_code(client, "/login/code", second_factor_code(client.application, email))
+    page = client.get("/login/enroll").get_data(as_text=True)
+    secret = SECRET_ON_PAGE.search(page).group(1).replace(" ", "")
+    return client.post("/login/enroll", data={"code": totp_code(secret), "csrf_token": CSRF_META.search(page).group(1)})
+
+
+def submit_code(client, path: str, code: str):
+    """POST a second-factor code to `path` with the CSRF token that page hands out."""
+    return client.post(path, data={"code": code, "csrf_token": csrf_token(client, path)})
 
 
 @pytest.fixture

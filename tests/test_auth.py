@@ -5,7 +5,7 @@ import pytest
 
 from portal.db import get_session
 from portal.models import User, UserSession
-from tests.conftest import PASSWORD, csrf_token, login, make_test_app
+from tests.conftest import PASSWORD, csrf_token, login, make_test_app, second_factor_code, submit_code
 
 GENERIC = "That e-mail and password do not match an active account."
 
@@ -168,7 +168,7 @@ def test_signed_in_pages_are_not_cached(client, make):
 
 def test_production_cookie_is_host_prefixed_secure_and_pages_send_hsts(database_url, tmp_path, make):
     """Outside development the session cookie is __Host-, Secure, HttpOnly, SameSite=Lax; HSTS is sent."""
-    user = make.user(make.org())
+    user = make.user(make.org("city_office"))  # no second factor: the password alone opens the session
     app = make_test_app(database_url, tmp_path, PORTAL_ENV="production")
     client = app.test_client()
     page = client.get("/login", base_url="https://portal.example")
@@ -203,6 +203,8 @@ def test_login_returns_to_the_requested_page_but_never_off_site(client, make, ta
     token = csrf_token(client)
     response = client.post("/login", query_string={"next": target},
                            data={"email": user.email, "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 302 and response.location == "/login/code"  # the target waits for the code
+    response = submit_code(client, "/login/code", second_factor_code(client.application, user.email))
     assert response.status_code == 302 and response.location == expected
 
 

@@ -403,10 +403,12 @@ SAME_FOR_EVERYONE = {"api.openapi"}
 
 
 def police_may_answer_2xx(app, hit: Hit, police: User) -> bool:
-    """Public pages, the home page, one's own account, aggregate tables (and the two above): nothing else."""
+    """Public pages, the home page, one's own account (and its second factor), aggregate tables (and the
+    two above): nothing else."""
     view = app.view_functions[hit.endpoint]
     action = declared_action(view)
-    if is_public(view) or action in (Action.AGGREGATE_VIEW, Action.ACCOUNT_VIEW_SELF):
+    if is_public(view) or action in (Action.AGGREGATE_VIEW, Action.ACCOUNT_VIEW_SELF, Action.ACCOUNT_MANAGE_MFA,
+                                     Action.ACCOUNT_STEP_UP):
         return True
     if hit.path == "/" or hit.endpoint in SAME_FOR_EVERYONE:
         return True

@@ -17,6 +17,8 @@ PUBLIC_ENDPOINTS |= {"recovery.forgot", "recovery.forgot_sent", "recovery.invita
                      "recovery.new_password"}
 # Single sign-on: the work e-mail form, the hop to the organization's provider, its callback.
 PUBLIC_ENDPOINTS |= {"sso.choose", "sso.start", "sso.callback"}
+# The second sign-in step, reached with only the pending marker the password step leaves (auth/flow.py).
+PUBLIC_ENDPOINTS |= {"auth.login_code", "auth.login_enroll"}
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """Police-facing releases: a fixed catalog, published after the lag, immutable, disclosure-controlled."""
 from datetime import timedelta
 
+import pyotp
 import pytest
 from sqlalchemy import select
 
 from portal.db import get_session, utcnow
-from portal.demo import load_demo_data
+from portal.demo import enroll_demo_users, load_demo_data
 from portal.demo_history import load_demo_referrals
 from portal.disclosure import Statistic, audit
 from portal.models import Referral, Release, User
@@ -20,6 +21,7 @@ def history(app):
     with app.app_context():
         db = get_session()
         load_demo_data(db, PASSWORD)
+        enroll_demo_users(db, app.extensions["portal.keyring"], pyotp.random_base32())  # as PORTAL_DEMO_TOTP_SECRET
         db.commit()
         load_demo_referrals(db, app.extensions["portal.keyring"], app.extensions["portal.pdp"], 240, seed=3)
     return app

@@ -23,9 +23,10 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def open_session(db: Session, user: User) -> str:
+def open_session(db: Session, user: User, second_factor: bool = False) -> str:
+    """A new session row; `second_factor` records that a code was proved just now (step-up fresh)."""
     token = secrets.token_urlsafe(32)
-    db.add(UserSession(token_hash=_hash(token), user_id=user.id))
+    db.add(UserSession(token_hash=_hash(token), user_id=user.id, mfa_verified_at=utcnow() if second_factor else None))
     user.session_token = token
     return token
 
@@ -45,6 +46,21 @@ def load_session_user(db: Session, token: str, idle: timedelta, lifetime: timede
         db.commit()
     user.session_token = token
     return user
+
+
+def mark_second_factor(db: Session, token: str) -> None:
+    """Record on the session row that its user has just proved the second factor (a step-up)."""
+    row = db.get(UserSession, _hash(token))
+    if row is not None:
+        row.mfa_verified_at = utcnow()
+
+
+def second_factor_age(db: Session, token: str | None) -> timedelta | None:
+    """How long ago this session last proved the second factor; None if it never did."""
+    row = db.get(UserSession, _hash(token)) if token else None
+    if row is None or row.mfa_verified_at is None:
+        return None
+    return utcnow() - row.mfa_verified_at
 
 
 def close_session(db: Session, token: str | None) -> None:

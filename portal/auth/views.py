@@ -1,16 +1,18 @@
-"""GET/POST /login and POST /logout. Thin: the rules live in service.py and sessions.py."""
+"""GET/POST /login, the second-factor steps /login/code and /login/enroll, and POST /logout.
+
+Thin: the rules live in service.py, mfa.py, sessions.py and flow.py (what happens between the
+two factors). The account's own second-factor pages and the step-up are in mfa_views.py.
+"""
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, logout_user
 
-from portal.auth import flow, service, sessions
-from portal.auth.forms import LoginForm
+from portal.auth import flow, mfa, pages, service, sessions
+from portal.auth.forms import CodeForm, LoginForm
 from portal.db import get_session
 from portal.extensions import login_manager
 from portal.policy.gate import public
@@ -19,6 +21,8 @@ bp = Blueprint("auth", __name__)
 log = logging.getLogger("portal.auth")
 
 GENERIC_FAILURE = "That e-mail and password do not match an active account."
+WRONG_CODE = "That code did not work. Check your authenticator app and try the newest code, or a recovery code."
+WRONG_ENROLL_CODE = "That code did not match. Type the code your app shows now for Peace Portal."
 
 
 @login_manager.user_loader
@@ -61,17 +65,71 @@ def login():
             form.password.errors.append(GENERIC_FAILURE)
             return render_template("auth/login.html", form=form), 401
         db.commit()
-        return flow.first_factor_passed(user, _safe_next(request.args.get("next")))
+        return flow.first_factor_passed(user, flow.safe_next(request.args.get("next")))
     status = 400 if form.errors else 200
     return render_template("auth/login.html", form=form), status
 
 
-def _safe_next(target: str | None) -> str | None:
-    """Only a path on this site: never another host, scheme or protocol-relative URL."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return None
-    parts = urlsplit(target)
-    return target if not parts.scheme and not parts.netloc else None
+def _keyring():
+    return current_app.extensions["portal.keyring"]
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@public
+def login_code():
+    """The second step: a TOTP code or a recovery code, for the login the password step left pending."""
+    if current_user.is_authenticated:
+        return redirect(url_for("home.index"))
+    pending = flow.pending_login()
+    if isinstance(pending, str):
+        return flow.restart_login(pending)
+    db, user = get_session(), pending.user
+    if not mfa.is_enrolled(db, user):  # removed since the password step
+        return redirect(url_for("auth.login_enroll")) if flow.mfa_required(user) else flow.restart_login(flow.MISSING)
+    form = CodeForm()
+    if form.validate_on_submit():
+        outcome = mfa.verify(db, _keyring(), user, form.code.data)
+        if outcome.ok:
+            db.commit()
+            if outcome is mfa.Outcome.RECOVERY:
+                left = mfa.recovery_codes_left(db, user)
+                response = flow.open_signed_in_session(user, pending.next_url, second_factor=True)
+                flash(f"You signed in with a recovery code; {left} left. Make new ones on your account page.")
+                return response
+            return flow.open_signed_in_session(user, pending.next_url, second_factor=True)
+        log.info("login code refused user=%s outcome=%s", user.id, outcome.value)
+        form.code.errors.append(WRONG_CODE)
+        return render_template("auth/login_code.html", form=form), 401
+    return render_template("auth/login_code.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/login/enroll", methods=["GET", "POST"])
+@public
+def login_enroll():
+    """An account that must have a second factor and has none sets one up before it gets a session."""
+    if current_user.is_authenticated:
+        return redirect(url_for("home.index"))
+    pending = flow.pending_login()
+    if isinstance(pending, str):
+        return flow.restart_login(pending)
+    db, user, ring = get_session(), pending.user, _keyring()
+    if mfa.is_enrolled(db, user):  # a password alone never replaces a confirmed factor
+        return redirect(url_for("auth.login_code"))
+    form = CodeForm()
+    if form.validate_on_submit():
+        codes = mfa.confirm_enrollment(db, ring, user, form.code.data)
+        if codes is not None:
+            db.commit()
+            log.info("second factor enrolled user=%s", user.id)
+            flow.start_signed_in_session(user, second_factor=True)
+            return pages.render_recovery_codes(codes, pending.next_url or url_for("home.index"), first_time=True)
+        form.code.errors.append(WRONG_ENROLL_CODE)
+    secret = mfa.secret_of(db, ring, user)  # made when the password was accepted (flow.py)
+    if secret is None:
+        secret = mfa.start_enrollment(db, ring, user)
+        db.commit()
+    return pages.render_enroll(user, secret, form, url_for("auth.login_enroll"), 400 if form.errors else 200,
+                               cancel_url=url_for("auth.login"))
 
 
 @bp.post("/logout")
@@ -86,3 +144,6 @@ def logout():
     session.clear()
     flash("You are signed out.")
     return redirect(url_for("auth.login"))
+
+
+from portal.auth import mfa_views  # noqa: E402,F401  (registers the account's second-factor pages on bp)

@@ -16,7 +16,8 @@ from portal.policy.enumerate import RELATIONS, enumerate_decisions
 TABLE = "decisions.csv"
 # Everything a police account may ever be allowed: its own home and account, and the
 # administration of its own organization's accounts. Never a referral, never a person.
-POLICE_MAY = {"home.view", "account.view_self", "account.sign_out_everywhere", "org.view", "user.create", "user.manage", "aggregate.view"}
+POLICE_MAY = {"home.view", "account.view_self", "account.sign_out_everywhere", "account.manage_mfa", "account.step_up",
+              "org.view", "user.create", "user.manage", "aggregate.view"}
 PERSONAL = {"referral.view_contact", "referral.view_notes", "referral.view_contact_log"}
 
 

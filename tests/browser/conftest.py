@@ -12,20 +12,23 @@ import shutil
 import threading
 from urllib.parse import urlsplit
 
+import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 from werkzeug.serving import make_server
 
 from portal import migrate
 from portal.db import get_session
-from portal.demo import USERS, load_demo_data
-from tests.conftest import PASSWORD
+from portal.demo import USERS, enroll_demo_users, load_demo_data
+from tests.conftest import PASSWORD, second_factor_code, totp_code
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # (e-mail, display name) of every demo account, in the order portal.demo lists them.
 DEMO_USERS = [(email, name) for email, name, *_ in USERS]
 DEMO_EMAILS = [email for email, _ in DEMO_USERS]
+# The second factor every demo account gets in `demo` (PORTAL_DEMO_TOTP_SECRET, in effect).
+DEMO_TOTP_SECRET = pyotp.random_base32()
 
 HOME_HEADING = re.compile(r"^Welcome, .+")
 
@@ -69,9 +72,14 @@ def browser_type_launch_args(browser_type_launch_args):
 
 
 # -- the app on a real socket --------------------------------------------------------------------
+# The app the live server of the running test serves: sign_in reads second-factor secrets from it.
+SERVED: dict = {}
+
+
 @pytest.fixture
 def live_server(app):
     """Serve the test's `app` on 127.0.0.1 (a free port); yield its base URL."""
+    SERVED["app"] = app
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
@@ -106,10 +114,13 @@ def browser_context_args(browser_context_args, live_server):
 
 @pytest.fixture
 def demo(app):
-    """The demo organizations and accounts, every account with the password tests.conftest.PASSWORD."""
+    """The demo organizations and accounts, every account with the password tests.conftest.PASSWORD
+    and a second factor whose secret is DEMO_TOTP_SECRET (as `portal demo-data` with
+    PORTAL_DEMO_TOTP_SECRET set)."""
     with app.app_context():
         db = get_session()
         created, generated = load_demo_data(db, PASSWORD)
+        enroll_demo_users(db, app.extensions["portal.keyring"], DEMO_TOTP_SECRET)
         db.commit()
     assert sorted(created) == sorted(DEMO_EMAILS)
     assert generated is None
@@ -117,20 +128,43 @@ def demo(app):
 
 
 # -- signing in through the real form ------------------------------------------------------------
+def _posted_to(path: str):
+    return lambda r: r.request.method == "POST" and urlsplit(r.url).path == path
+
+
 def sign_in(page: Page, email: str, password: str = PASSWORD, *, expect_success: bool = True):
     """Open /login, type the credentials, press "Sign in"; return the response to that POST.
 
-    On success (the default) also wait until the browser has followed the redirect to the home
-    page and shows its "Welcome, ..." heading.
+    An account with a second factor then gets a fresh code typed on /login/code (the response
+    returned is that POST's); one that must set one up first goes through /login/enroll with the
+    secret read off the page, and continues past its recovery codes. On success (the default)
+    also wait until the browser has followed the redirect to the home page and shows its
+    "Welcome, ..." heading.
     """
     page.goto("/login")
     page.locator("#email").fill(email)
     page.locator("#password").fill(password)
-    with page.expect_response(lambda r: r.request.method == "POST" and urlsplit(r.url).path == "/login") as posted:
+    with page.expect_response(_posted_to("/login")) as posted:
         page.get_by_role("button", name="Sign in").click()
     response = posted.value
+    step = urlsplit(response.header_value("location") or "").path if response.status == 302 else None
+    if step == "/login/code":
+        page.wait_for_url(lambda url: urlsplit(url).path == step)
+        page.locator("#code").fill(second_factor_code(SERVED["app"], email))
+        with page.expect_response(_posted_to(step)) as posted:
+            page.get_by_role("button", name="Continue").click()
+        response = posted.value
+    elif step == "/login/enroll":
+        page.wait_for_url(lambda url: urlsplit(url).path == step)
+        page.locator("#code").fill(totp_code(page.locator("#totp-secret").inner_text().replace(" ", "")))
+        page.get_by_role("button", name="Confirm").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Your recovery codes")
+        with page.expect_response(lambda r: urlsplit(r.url).path == "/") as posted:
+            page.get_by_role("link", name="I have saved them, continue").click()
+        response = posted.value  # the home page: the enrollment's own answer was the page of codes
     if expect_success:
-        assert response.status == 302, f"sign-in of {email} answered {response.status}"
+        assert response.status == (200 if step == "/login/enroll" else 302), \
+            f"sign-in of {email} answered {response.status}"
         page.wait_for_url(lambda url: urlsplit(url).path == "/")
         expect(page.get_by_role("heading", level=1)).to_have_text(HOME_HEADING)
     else:
