@@ -4,9 +4,20 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from portal.auth import account_mail, tokens
 from portal.db import get_session
-from portal.models import Organization, User, UserSession, Zone
+from portal.models import AccountToken, Organization, User, UserSession, Zone
 from tests.conftest import csrf_token, login
+
+CHOSEN = "westside walkers keep the peace"
+
+
+def _invitation_link(app, email: str) -> str:
+    """The path the invitation mail carries, read from the outbox (no mail server here)."""
+    with app.app_context():
+        db = get_session()
+        token = db.scalar(select(AccountToken).join(User, AccountToken.user_id == User.id).where(User.email == email))
+        return account_mail.link("", token.purpose, tokens.raw_token(app.extensions["portal.keyring"], token))
 
 
 def _count(app, model, *where):
@@ -20,7 +31,8 @@ def portal_admin(login_as):
 
 
 def test_portal_admin_creates_zone_then_organization_with_first_admin_who_can_sign_in(app, client, portal_admin):
-    """The whole onboarding path: zone, organization serving it, first org_admin with a one-time password."""
+    """The whole onboarding path: zone, organization serving it, first org_admin invited by mail, who
+    chooses a password through the link and signs in."""
     token = csrf_token(client, "/admin/zones")
     response = client.post("/admin/zones", data={"code": "w1", "label": "Westside", "csrf_token": token})
     assert response.status_code == 303
@@ -31,15 +43,19 @@ def test_portal_admin_creates_zone_then_organization_with_first_admin_who_can_si
         "name": "Westside Peace Walkers", "kind": "cvi_team", "zones": [str(zone.id)],
         "admin_email": "Lead@Westside.test", "admin_name": "Wes Lead", "csrf_token": token})
     body = response.get_data(as_text=True)
-    assert response.status_code == 200 and "Temporary password" in body
-    password = re.search(r"<code>([0-9a-f-]{35})</code>", body).group(1)
+    assert response.status_code == 200 and "Invitation sent" in body and "Temporary password" not in body
     with app.app_context():
         org = get_session().scalar(select(Organization).where(Organization.name == "Westside Peace Walkers"))
         assert [z.code for z in org.zones] == ["W1"]
         lead = get_session().scalar(select(User).where(User.email == "lead@westside.test"))
         assert lead.role == "org_admin" and lead.organization_id == org.id and not lead.is_portal_admin
+        assert lead.password_hash is None  # nobody but the lead ever knows the password
     other = app.test_client()
-    first = login(other, "lead@westside.test", password)  # an org_admin sets up two-step sign-in first
+    assert other.get(_invitation_link(app, "lead@westside.test")).status_code == 303
+    chosen = other.post("/password/new", data={"password": CHOSEN, "confirm": CHOSEN,
+                                               "csrf_token": csrf_token(other, "/password/new")})
+    assert chosen.status_code == 303
+    first = login(other, "lead@westside.test", CHOSEN)  # an org_admin sets up two-step sign-in first
     assert first.status_code == 200 and "Your recovery codes" in first.get_data(as_text=True)
     assert "Westside Peace Walkers" in other.get(f"/admin/organizations/{org.id}").get_data(as_text=True)
 
@@ -62,8 +78,9 @@ def test_org_admin_creates_user_in_own_organization(app, client, login_as):
     token = csrf_token(client, f"/admin/organizations/{admin.organization_id}/users/new")
     response = client.post(f"/admin/organizations/{admin.organization_id}/users/new", data={
         "email": "nurse@mercy.test", "display_name": "Night Nurse", "role": "staff", "csrf_token": token})
-    assert response.status_code == 200 and "Temporary password" in response.get_data(as_text=True)
+    assert response.status_code == 200 and "Invitation sent" in response.get_data(as_text=True)
     assert _count(app, User, User.email == "nurse@mercy.test", User.organization_id == admin.organization_id) == 1
+    assert _count(app, AccountToken, AccountToken.purpose == "invite") == 1
 
 
 def test_org_admin_duplicate_email_in_own_org_is_a_form_error(app, client, make, login_as):

@@ -120,6 +120,7 @@ def set_active(db: Session, actor: User, user: User, active: bool) -> User:
     user.active = active
     if not active:
         close_all_sessions(db, user)  # deactivation ends every session at once
+        tokens.revoke(db, user, None)  # and every invitation or reset link it was sent
     return user
 
 

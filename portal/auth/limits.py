@@ -115,7 +115,8 @@ def _too_many(error: RateLimitExceeded):
     from portal.web.errors import render_error
 
     limit = current_app.extensions["portal.limiter"].current_limit
-    wait = max(1, math.ceil(limit.reset_at - time.time())) if limit else 60
+    # reset_at is rounded up to the next whole second; never promise more than the window itself.
+    wait = max(1, min(math.ceil(limit.reset_at - time.time()), limit.limit.get_expiry())) if limit else 60
     log.info("rate limited endpoint=%s", request.endpoint)  # never the address or the account's e-mail
     response = make_response(render_error(429, f"Too many requests in a short time. Please wait {_duration(wait)} "
                                                "and try again."))

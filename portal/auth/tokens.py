@@ -172,7 +172,7 @@ def invitation_status(db: Session, user: User, now: datetime | None = None) -> t
 
 
 def _usable(token: AccountToken, now: datetime) -> bool:
-    return token.used_at is None and token.revoked_at is None and now < token.expires_at
+    return token.used_at is None and token.revoked_at is None and now < token.expires_at and token.user.is_active
 
 
 def _well_formed(raw: str | None) -> bool:
