@@ -41,6 +41,20 @@ def render_error(status: int, detail: str | None = None):
     return render_template("errors/error.html", status=status, title=title, detail=detail), status
 
 
+def _roll_back_request_session() -> None:
+    """After a failed flush the request's session refuses every query until rolled back, and the
+    error page needs one (its navigation is a policy decision about the signed-in user)."""
+    from flask import g
+    from sqlalchemy.exc import SQLAlchemyError
+
+    session = g.get("db_session")
+    if session is not None:
+        try:
+            session.rollback()
+        except SQLAlchemyError:  # the database itself is gone; the page may still render without it
+            log.warning("rollback after an unhandled error failed")
+
+
 def init_app(app) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(error):
@@ -64,6 +78,7 @@ def init_app(app) -> None:
         if isinstance(error, HTTPException):
             return _http(error)
         log.exception("unhandled error on %s %s", request.method, request.endpoint)
+        _roll_back_request_session()
         return render_error(500)
 
     @app.errorhandler(InternalServerError)
