@@ -157,6 +157,18 @@ def test_sso_signs_in_a_provisioned_account_and_links_its_identity(app, client, 
     assert DOMAIN not in logs.text and "dana" not in logs.text.lower()  # ids only, never the e-mail
 
 
+def test_email_in_the_id_token_is_used_without_userinfo(app, client, make, providers, clients, callback):
+    """A provider that puts e-mail claims in the ID token itself (signed) links the same way."""
+    provider = providers.start(list(clients.values()), OIDC_CLAIMS_IN_ID_TOKEN="1")
+    org = make.org("city_office")
+    user = make.user(org, "staff", email=f"ida@{DOMAIN}")
+    configure(app, org, provider.issuer, clients["a"])
+    provider.accounts.add("ida", f"ida@{DOMAIN}", sub="sub-ida")
+    assert sign_in(client, org, callback, username="ida").headers["Location"] == "/"
+    with app.app_context():
+        assert get_session().scalar(select(LinkedIdentity.user_id).where(LinkedIdentity.subject == "sub-ida")) == user.id
+
+
 def test_sso_returns_to_the_page_asked_for_and_only_on_this_site(app, client, world, callback):
     """`next` survives the round trip when it is a path here; another site's address is dropped."""
     org, _ = world
@@ -533,10 +545,17 @@ def test_cli_configures_single_sign_on_with_the_secret_from_stdin(tmp_path):
                "--allowed-domain", "x.example", stdin="s\n").returncode == 2
     engine = create_engine(url)
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT issuer, client_id, enabled, client_secret_enc FROM identity_providers")).one()
+        row = conn.execute(text("SELECT issuer, client_id, enabled, client_secret_enc, kek_id "
+                                "FROM identity_providers")).one()
+        assert row[:3] == ("https://login.city.example", "peace-portal", 1) and row[4] == "test1"
+        assert b"the-client-secret-from-the-idp" not in bytes(row[3])
+
+        # `portal keys rotate` re-wraps the secret's data key under the new current key too.
+        env["PORTAL_KEK"] = "test2:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "," + KEK
+        rotated = run("keys", "rotate")
+        assert rotated.returncode == 0, rotated.stderr
+        assert conn.execute(text("SELECT kek_id FROM identity_providers")).scalar() == "test2"
     engine.dispose()
-    assert row[:3] == ("https://login.city.example", "peace-portal", 1)
-    assert b"the-client-secret-from-the-idp" not in bytes(row[3])
 
 
 # -- helpers -------------------------------------------------------------------------------------------

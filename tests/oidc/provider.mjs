@@ -155,5 +155,3 @@ server.listen(0, '127.0.0.1', () => {
 
   process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
 });
-
-for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => server.close(() => process.exit(0)));
