@@ -261,6 +261,25 @@ def test_id_token_signed_with_another_providers_key_is_refused(app, providers, i
     assert refused.value.code == "id_token_signature"
 
 
+def test_id_token_time_is_checked_with_sixty_seconds_of_leeway(app, idp, clients, callback):
+    """A real ID token is accepted up to 60 s after its `exp` and refused after; one issued more than
+    60 s in the future (a provider clock ahead) is refused."""
+    idp.accounts.add("dana", f"dana@{DOMAIN}", sub="sub-dana")
+    directory = oidc.Directory(allow_http_loopback=True)
+    client = oidc.Client(idp.issuer, "portal-a", CLIENT_SECRET, callback)
+    tokens, nonce = _direct_code_flow(idp, client, callback)
+    claims = oidc.validate_id_token(directory, client, tokens, nonce)
+    assert oidc.LEEWAY == 60
+    oidc.validate_id_token(directory, client, tokens, nonce, now=claims["exp"] + 59)
+    for now, claim in ((claims["exp"] + 61, "exp"), (claims["iat"] - 61, "iat")):
+        with pytest.raises(oidc.OidcError) as refused:
+            oidc.validate_id_token(directory, client, tokens, nonce, now=now)
+        assert (refused.value.code, refused.value.claim) == ("id_token_claim", claim)
+    with pytest.raises(oidc.OidcError) as refused:
+        oidc.validate_id_token(directory, client, tokens, "another sign-in's nonce")
+    assert refused.value.claim == "nonce"
+
+
 def test_replayed_state_is_refused(app, client, world, callback, logs):
     """A callback URL used once cannot be used again, even with the cookie from before the sign-in
     (the state is deleted from the database, not just from the cookie)."""
