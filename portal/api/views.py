@@ -19,7 +19,7 @@ from portal.db import get_session
 from portal.models import Referral
 from portal.policy import Action, engine
 from portal.policy.gate import require
-from portal.policy.projection import allowed_actions, project_referral
+from portal.policy.projection import allowed_actions_each, project_referral
 from portal.referrals import codes, queries, service
 from portal.referrals.inputs import Errors, clean_text, code, parse_consent, parse_referral, parse_uuid
 
@@ -158,7 +158,8 @@ def _paging() -> tuple[int, int]:
 
 def _page(rows, limit: int, offset: int) -> dict:
     """Each row projected through the PDP; a row the policies would hide is dropped."""
-    items = [_project(r, detail=False, allowed=allowed_actions(current_user, r)) for r in rows]
+    items = [_project(r, detail=False, allowed=allowed)
+             for r, allowed in zip(rows, allowed_actions_each(current_user, rows))]
     return {"items": [item for item in items if item is not None], "limit": limit, "offset": offset}
 
 

@@ -7,11 +7,11 @@ from flask import current_app
 
 from portal.policy.actions import Action
 from portal.policy.engine import Decision, PolicyEngine, PolicyError
-from portal.policy.entities import merge, resource_entities, uid, user_entities
+from portal.policy.entities import facts, graph, resource_uid, uid, user_facts
 
 log = logging.getLogger("portal.policy")
 
-__all__ = ["Action", "Decision", "PolicyEngine", "PolicyError", "decide", "decide_many", "engine"]
+__all__ = ["Action", "Decision", "PolicyEngine", "PolicyError", "decide", "decide_each", "decide_many", "engine"]
 
 
 def engine() -> PolicyEngine:
@@ -26,10 +26,31 @@ def decide(user, action: Action, resource=None, pdp: PolicyEngine | None = None)
 def decide_many(user, actions, resource=None, pdp: PolicyEngine | None = None) -> list[Decision]:
     """Several actions on one resource in one batch (one entity set, one call)."""
     pdp = pdp or engine()
-    resource_uid, resource_group = resource_entities(resource)
-    entities = pdp.entities(merge(user_entities(user), resource_group))
-    decisions = pdp.decide_many(uid("User", user.id), [(a.value, resource_uid) for a in actions], entities)
+    key = (user_facts(user), facts(resource))
+    entities = pdp.entities_for(key, lambda: graph(*key))
+    target = resource_uid(key[1])
+    decisions = pdp.decide_many(uid("User", user.id), [(a.value, target) for a in actions], entities)
+    _log_errors(decisions)
+    return decisions
+
+
+def decide_each(user, actions, resources, pdp: PolicyEngine | None = None) -> list[list[Decision]]:
+    """The same actions on every resource of a page: one entity graph, one batch per action.
+    Returns, per resource in order, its decisions in the order of `actions`."""
+    resources = list(resources)
+    if not resources:
+        return []
+    pdp = pdp or engine()
+    key = (user_facts(user), *(facts(resource) for resource in resources))
+    entities = pdp.entities_for(key, lambda: graph(*key))
+    requests = [(a.value, resource_uid(described)) for described in key[1:] for a in actions]
+    decisions = pdp.decide_many(uid("User", user.id), requests, entities)
+    _log_errors(decisions)
+    n = len(actions)
+    return [decisions[i * n:(i + 1) * n] for i in range(len(resources))]
+
+
+def _log_errors(decisions: list[Decision]) -> None:
     for decision in decisions:
         if decision.errors:  # an erroring evaluation is a denial; say so loudly, it is a policy bug
             log.error("policy evaluation error action=%s errors=%s", decision.action, decision.errors)
-    return decisions

@@ -8,10 +8,18 @@ error anywhere in a decision is treated as a reason to deny.
 from __future__ import annotations
 
 import json
+import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import cedarpy
+
+# Parsed entity graphs kept per process, by the facts they were built from.
+ENTITY_CACHE_SIZE = 512
+# `action "x" in [...]` in the schema: action groups, which per-action slices do not model.
+_ACTION_GROUP_RE = re.compile(r'action\s+"[^"]+"\s+in\b')
 
 
 class PolicyError(Exception):
@@ -90,10 +98,11 @@ class PolicyEngine:
             raise PolicyError(f"{schema_path.name}: {exc}") from None
         self.sources = self._load_sources()
         self._validate()
-        document = {"staticPolicies": {}, "templates": {}, "templateLinks": []}
-        for source in self.sources.values():
-            document["staticPolicies"][source.policy_id] = self._json_policy(source)
-        self.policy_set = cedarpy.PolicySet.from_json_str(json.dumps(document))
+        bodies = {source.policy_id: self._json_policy(source) for source in self.sources.values()}
+        self.policy_set = _policy_set(bodies)
+        self.slices = self._slices(bodies)
+        self._entity_cache: OrderedDict[tuple, cedarpy.Entities] = OrderedDict()
+        self._entity_lock = threading.Lock()
         self.transparency = None  # filled on first use by portal.home.transparency
 
     # -- loading ---------------------------------------------------------------------------
@@ -124,6 +133,16 @@ class PolicyEngine:
         (body,) = json.loads(cedarpy.policies_to_json_str(source.text))["staticPolicies"].values()
         return body
 
+    def _slices(self, bodies: dict[str, dict]) -> dict[str, cedarpy.PolicySet]:
+        """Per action, only the policies whose scope can name it: the same decisions, evaluated
+        over a handful of policies instead of all of them (Cedar tests the scope first, so a
+        policy left out could neither match nor error). Off when the schema has action groups."""
+        if _ACTION_GROUP_RE.search(self.schema_text):
+            return {}
+        actions = set(re.findall(r'action\s+"([^"]+)"', self.schema_text))
+        return {action: _policy_set({pid: body for pid, body in bodies.items() if _names_action(body, action)})
+                for action in actions}
+
     def _validate(self) -> None:
         ordered = list(self.sources.values())
         result = cedarpy.validate_policies("\n".join(s.text for s in ordered), self.schema)
@@ -139,16 +158,52 @@ class PolicyEngine:
         """Build entities against the schema (a mistyped attribute fails here, not silently)."""
         return cedarpy.Entities.from_json_str(json.dumps(entity_list), schema=self.schema)
 
+    def entities_for(self, key: tuple, build) -> cedarpy.Entities:
+        """The parsed entities of `build()`, kept by `key`, which must determine them entirely
+        (portal.policy.entities: the facts of the rows). Parsing is most of a decision's cost,
+        and one request decides on the same user and resource several times."""
+        with self._entity_lock:
+            parsed = self._entity_cache.get(key)
+            if parsed is not None:
+                self._entity_cache.move_to_end(key)
+                return parsed
+        parsed = self.entities(build())
+        with self._entity_lock:
+            self._entity_cache[key] = parsed
+            if len(self._entity_cache) > ENTITY_CACHE_SIZE:
+                self._entity_cache.popitem(last=False)
+        return parsed
+
     def decide(self, principal: dict, action: str, resource: dict, entities) -> Decision:
         return self.decide_many(principal, [(action, resource)], entities)[0]
 
     def decide_many(self, principal: dict, requests: list[tuple[str, dict]], entities) -> list[Decision]:
-        batch = [{"principal": principal, "action": {"type": "Action", "id": action},
-                  "resource": resource, "context": {}} for action, resource in requests]
-        results = cedarpy.is_authorized_batch(batch, self.policy_set, entities, self.schema)
-        decisions = []
-        for (action, _), result in zip(requests, results):
-            errors = tuple(str(e) for e in result.diagnostics.errors)
-            allowed = result.decision == cedarpy.Decision.Allow and not errors
-            decisions.append(Decision(allowed, action, tuple(result.diagnostics.reasons), errors))
+        """Decisions in request order: one Cedar batch per action, over that action's slice."""
+        by_action: dict[str, list[int]] = {}
+        for index, (action, _) in enumerate(requests):
+            by_action.setdefault(action, []).append(index)
+        decisions: list[Decision | None] = [None] * len(requests)
+        for action, indexes in by_action.items():
+            batch = [{"principal": principal, "action": {"type": "Action", "id": action},
+                      "resource": requests[i][1]} for i in indexes]
+            policies = self.slices.get(action, self.policy_set)
+            for i, result in zip(indexes, cedarpy.is_authorized_batch(batch, policies, entities, self.schema)):
+                errors = tuple(str(e) for e in result.diagnostics.errors)
+                allowed = result.decision == cedarpy.Decision.Allow and not errors
+                decisions[i] = Decision(allowed, action, tuple(result.diagnostics.reasons), errors)
         return decisions
+
+
+def _policy_set(bodies: dict[str, dict]) -> cedarpy.PolicySet:
+    return cedarpy.PolicySet.from_json_str(json.dumps({"staticPolicies": bodies, "templates": {},
+                                                       "templateLinks": []}))
+
+
+def _names_action(body: dict, action: str) -> bool:
+    """Whether a policy's action scope can match `action` (no action groups: see _slices)."""
+    scope = body["action"]
+    if scope["op"] == "==":
+        return scope["entity"]["id"] == action
+    if scope["op"] == "in":
+        return any(e["id"] == action for e in scope.get("entities") or [scope["entity"]])
+    return True  # `action` unconstrained

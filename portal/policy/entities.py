@@ -3,6 +3,11 @@
 A user is `in` its Organization and its Role groups (`portal_admin` is a Role group too);
 an Organization is `in` its OrgKind. Entities are parsed with the schema, so a missing or
 mistyped attribute fails loudly instead of making a policy condition error (and be skipped).
+
+A row is first reduced to its facts: a tuple of exactly the values its entities are built from,
+read once from the ORM object. Entities are a pure function of facts, so the engine keeps parsed
+graphs by their facts (PolicyEngine.entities_for) and a decision repeated on the same user and
+resource neither rebuilds nor re-parses them; a changed value is a different key.
 """
 from __future__ import annotations
 
@@ -10,59 +15,97 @@ from portal.db import utcnow
 from portal.models import Organization, Referral, User
 
 PORTAL = {"type": "Portal", "id": "portal"}
+PORTAL_FACTS = ("Portal",)
 
 
 def uid(entity_type: str, entity_id) -> dict:
     return {"type": entity_type, "id": str(entity_id)}
 
 
-def organization_entities(org: Organization) -> list[dict]:
-    return [
-        {"uid": uid("Organization", org.id), "attrs": {"kind": org.kind, "active": org.active},
-         "parents": [uid("OrgKind", org.kind)]},
-        {"uid": uid("OrgKind", org.kind), "attrs": {}, "parents": []},
-    ]
+# -- facts: what each entity is built from -----------------------------------------------------
+def organization_facts(org: Organization) -> tuple:
+    return ("Organization", org.id, org.kind, bool(org.active))
 
 
-def user_entities(user: User) -> list[dict]:
-    roles = [user.role] + (["portal_admin"] if user.is_portal_admin else [])
-    return [
-        {"uid": uid("User", user.id),
-         "attrs": {"organization": {"__entity": uid("Organization", user.organization_id)},
-                   "role": user.role, "portal_admin": bool(user.is_portal_admin)},
-         "parents": [uid("Organization", user.organization_id)] + [uid("Role", r) for r in roles]},
-        *[{"uid": uid("Role", r), "attrs": {}, "parents": []} for r in roles],
-        *organization_entities(user.organization),
-    ]
+def user_facts(user: User) -> tuple:
+    return ("User", user.id, user.role, bool(user.is_portal_admin), user.organization_id,
+            organization_facts(user.organization))
 
 
-def referral_entities(referral: Referral, now=None) -> list[dict]:
+def referral_facts(referral: Referral, now=None) -> tuple:
     """The referral as Cedar sees it: its two organizations, assignee and consent state."""
     consent = referral.consent
     active = consent.active_at(now or utcnow()) and referral.status != "revoked"
-    return [
-        {"uid": uid("Referral", referral.id), "parents": [],
-         "attrs": {"sender": {"__entity": uid("Organization", referral.sender_org_id)},
-                   "receiver": {"__entity": uid("Organization", referral.receiver_org_id)},
-                   "assignees": [{"__entity": uid("User", referral.assigned_to_id)}] if referral.assigned_to_id else [],
-                   "consent_active": active,
-                   "released": sorted(consent.categories) if active else []}},
-        *organization_entities(referral.sender),
-        *organization_entities(referral.receiver),
-    ]
+    return ("Referral", referral.id, referral.sender_org_id, referral.receiver_org_id, referral.assigned_to_id,
+            active, tuple(sorted(consent.categories)) if active else (),
+            organization_facts(referral.sender), organization_facts(referral.receiver))
+
+
+def facts(resource) -> tuple:
+    """The facts of a loaded resource (None: the portal itself)."""
+    if resource is None or resource == PORTAL:
+        return PORTAL_FACTS
+    if isinstance(resource, User):
+        return user_facts(resource)
+    if isinstance(resource, Organization):
+        return organization_facts(resource)
+    if isinstance(resource, Referral):
+        return referral_facts(resource)
+    raise TypeError(f"no Cedar entity mapping for {type(resource).__name__}")
+
+
+# -- entities: a pure function of facts ------------------------------------------------------
+def resource_uid(described: tuple) -> dict:
+    return PORTAL if described[0] == "Portal" else uid(described[0], described[1])
+
+
+def entities(described: tuple) -> list[dict]:
+    """The entities that describe one row, from its facts alone."""
+    kind = described[0]
+    if kind == "Portal":
+        return [{"uid": PORTAL, "attrs": {}, "parents": []}]
+    if kind == "Organization":
+        _, org_id, org_kind, active = described
+        return [{"uid": uid("Organization", org_id), "attrs": {"kind": org_kind, "active": active},
+                 "parents": [uid("OrgKind", org_kind)]},
+                {"uid": uid("OrgKind", org_kind), "attrs": {}, "parents": []}]
+    if kind == "User":
+        _, user_id, role, portal_admin, org_id, org = described
+        roles = [role] + (["portal_admin"] if portal_admin else [])
+        return [{"uid": uid("User", user_id),
+                 "attrs": {"organization": {"__entity": uid("Organization", org_id)}, "role": role,
+                           "portal_admin": portal_admin},
+                 "parents": [uid("Organization", org_id)] + [uid("Role", r) for r in roles]},
+                *[{"uid": uid("Role", r), "attrs": {}, "parents": []} for r in roles],
+                *entities(org)]
+    if kind == "Referral":
+        _, referral_id, sender_id, receiver_id, assignee_id, active, released, sender, receiver = described
+        return [{"uid": uid("Referral", referral_id), "parents": [],
+                 "attrs": {"sender": {"__entity": uid("Organization", sender_id)},
+                           "receiver": {"__entity": uid("Organization", receiver_id)},
+                           "assignees": [{"__entity": uid("User", assignee_id)}] if assignee_id else [],
+                           "consent_active": active, "released": list(released)}},
+                *entities(sender), *entities(receiver)]
+    raise TypeError(f"no Cedar entities for facts of kind {kind!r}")
+
+
+def graph(*described: tuple) -> list[dict]:
+    """The entities of several rows, each uid once."""
+    return merge(*(entities(each) for each in described))
+
+
+def user_entities(user: User) -> list[dict]:
+    return entities(user_facts(user))
+
+
+def referral_entities(referral: Referral, now=None) -> list[dict]:
+    return entities(referral_facts(referral, now))
 
 
 def resource_entities(resource) -> tuple[dict, list[dict]]:
     """The Cedar uid of a loaded resource and the entities that describe it."""
-    if resource is None or resource == PORTAL:
-        return PORTAL, [{"uid": PORTAL, "attrs": {}, "parents": []}]
-    if isinstance(resource, User):
-        return uid("User", resource.id), user_entities(resource)
-    if isinstance(resource, Organization):
-        return uid("Organization", resource.id), organization_entities(resource)
-    if isinstance(resource, Referral):
-        return uid("Referral", resource.id), referral_entities(resource)
-    raise TypeError(f"no Cedar entity mapping for {type(resource).__name__}")
+    described = facts(resource)
+    return resource_uid(described), entities(described)
 
 
 def merge(*groups: list[dict]) -> list[dict]:

@@ -18,7 +18,7 @@ from portal.errors import ConflictError, ValidationFailed
 from portal.models import Referral, User, Zone
 from portal.policy import Action, decide, engine
 from portal.policy.gate import require
-from portal.policy.projection import allowed_actions, project_referral
+from portal.policy.projection import allowed_actions_each, project_referral
 from portal.referrals import codes, queries, service
 from portal.referrals.inputs import Errors, clean_text, parse_consent, parse_referral
 from portal.web.htmx import is_htmx, page_or_partial
@@ -146,8 +146,7 @@ def _rows(referrals) -> list[dict]:
     """Project each row through the PDP; a row the policies would hide is dropped, not shown."""
     db, ring = get_session(), current_app.extensions["portal.keyring"]
     rows = []
-    for referral in referrals:
-        allowed = allowed_actions(current_user, referral)
+    for referral, allowed in zip(referrals, allowed_actions_each(current_user, referrals)):
         view = project_referral(db, ring, current_user, referral, allowed, detail=False)
         if view is not None:
             rows.append(view)

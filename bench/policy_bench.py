@@ -1,0 +1,274 @@
+"""Microseconds per policy decision: the portal's Cedar engine beside pycasbin on the same rules.
+
+    .venv/bin/python bench/policy_bench.py            # full run, writes bench/results/policy.json
+    .venv/bin/python bench/policy_bench.py --smoke    # a few seconds (CI); asserts no timing
+
+The decisions are the ones a CVI inbox page makes: 50 referrals × the 16 referral actions that
+portal/policy/projection.py decides for each row. Both engines receive ORM objects and pay for
+turning them into their own input (Cedar entities, Casbin request objects). Rows:
+
+- cedar single, cold graph: `decide()` on a referral never seen before (entity graph built and
+  parsed for this one decision);
+- cedar single: `decide()` on the page's referrals once their graph is parsed, as the gate, the
+  projection and the navigation of one request decide on the same user and referral;
+- cedar batched page: `decide_each()`, one graph and one batch per action for the whole page,
+  each page with referrals never seen before;
+- casbin single / batched page: `enforce()` / `batch_enforce()` on bench/casbin/referrals.conf.
+
+Before timing, both engines decide a sample of every kind of principal against every relationship
+to a referral; any disagreement makes the run exit 1. Timing never fails the run.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import casbin
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from portal.models import Consent, Organization, Referral, User  # noqa: E402
+from portal.policy import PolicyEngine, decide, decide_each  # noqa: E402
+from portal.policy.actions import REFERRAL_VIEWS  # noqa: E402
+from portal.policy.entities import merge, resource_entities, uid, user_entities  # noqa: E402
+from portal.policy.projection import REFERRAL_WORK  # noqa: E402
+
+ACTIONS = REFERRAL_VIEWS + REFERRAL_WORK
+PAGE = 50
+GOALS = {"single": 50.0, "batched": 20.0}  # µs per decision (issue #6, item 2b)
+CASBIN_DIR = ROOT / "bench" / "casbin"
+NOW = datetime.now(timezone.utc)
+
+
+# -- a small world of transient ORM objects (no database: this measures the decision only) -------
+@dataclass
+class World:
+    orgs: dict[str, Organization]
+    users: dict[str, User]
+
+
+def build_world() -> World:
+    orgs = {name: Organization(id=uuid.uuid4(), name=name, kind=kind, active=True)
+            for name, kind in (("hospital", "hospital_program"), ("north", "cvi_team"), ("east", "cvi_team"),
+                               ("provider", "service_provider"), ("city", "city_office"),
+                               ("police", "police_partner"))}
+
+    def user(org, role, admin=False):
+        return User(id=uuid.uuid4(), role=role, is_portal_admin=admin, organization_id=orgs[org].id,
+                    organization=orgs[org])
+
+    users = {"nurse": user("hospital", "staff"), "hospital_admin": user("hospital", "org_admin"),
+             "north_staff": user("north", "staff"), "north_staff2": user("north", "staff"),
+             "north_supervisor": user("north", "supervisor"), "north_admin": user("north", "org_admin"),
+             "east_admin": user("east", "org_admin"), "provider_staff": user("provider", "staff"),
+             "city_staff": user("city", "org_admin"), "police_staff": user("police", "org_admin"),
+             "portal_admin": user("city", "staff", admin=True)}
+    return World(orgs, users)
+
+
+SHAPES = ("unassigned", "assigned to north_staff", "assigned to north_staff2", "consent revoked",
+          "consent expired", "contact only", "east's referral", "handed to provider")
+
+
+def referral(world: World, shape: str) -> Referral:
+    """A fresh referral (new id) of one of SHAPES."""
+    o, u = world.orgs, world.users
+    sender, receiver = o["hospital"], o["east" if shape == "east's referral" else "north"]
+    if shape == "handed to provider":
+        sender, receiver = o["north"], o["provider"]
+    consent = Consent(id=uuid.uuid4(), method="verbal", obtained_at=NOW - timedelta(days=3),
+                      expires_at=NOW + timedelta(days=(-1 if shape == "consent expired" else 87)),
+                      revoked_at=NOW - timedelta(hours=1) if shape == "consent revoked" else None,
+                      data_categories="contact" if shape == "contact only" else "contact note")
+    assignee = {"assigned to north_staff": u["north_staff"], "assigned to north_staff2": u["north_staff2"]}.get(shape)
+    return Referral(id=uuid.uuid4(), sender_org_id=sender.id, receiver_org_id=receiver.id, sender=sender,
+                    receiver=receiver, consent=consent, status="revoked" if shape == "consent revoked" else "sent",
+                    assigned_to_id=assignee.id if assignee else None)
+
+
+def inbox_page(world: World) -> list[Referral]:
+    """What a North staff member's inbox holds: unassigned and their own, some past consent."""
+    shapes = ("unassigned", "unassigned", "assigned to north_staff", "contact only", "consent expired")
+    return [referral(world, shapes[i % len(shapes)]) for i in range(PAGE)]
+
+
+# -- Casbin: the same rules, and the same ORM objects turned into its request values --------------
+def casbin_enforcer(world: World) -> casbin.Enforcer:
+    enforcer = casbin.Enforcer(str(CASBIN_DIR / "referrals.conf"), str(CASBIN_DIR / "referrals.csv"))
+    for user in world.users.values():  # roles per organization (the domain), from the user rows
+        enforcer.add_grouping_policy(str(user.id), user.role, str(user.organization_id))
+    return enforcer
+
+
+def casbin_subject(user: User) -> SimpleNamespace:
+    return SimpleNamespace(id=str(user.id), org=str(user.organization_id), kind=user.organization.kind,
+                           admin=bool(user.is_portal_admin))
+
+
+def casbin_object(referral: Referral) -> SimpleNamespace:
+    consent = referral.consent
+    active = consent.active_at(NOW) and referral.status != "revoked"
+    return SimpleNamespace(sender=str(referral.sender_org_id), receiver=str(referral.receiver_org_id),
+                           assignee=str(referral.assigned_to_id) if referral.assigned_to_id else "",
+                           consent_active=active, released=sorted(consent.categories) if active else [])
+
+
+def casbin_decide(enforcer, user, action, referral) -> bool:
+    return enforcer.enforce(casbin_subject(user), casbin_object(referral), action.value)
+
+
+def casbin_page(enforcer, user, actions, referrals) -> list[bool]:
+    subject = casbin_subject(user)
+    requests = [(subject, obj, a.value) for obj in map(casbin_object, referrals) for a in actions]
+    return enforcer.batch_enforce(requests)
+
+
+# -- agreement -----------------------------------------------------------------------------------
+def agreement(pdp: PolicyEngine, enforcer, world: World) -> tuple[int, int, list[str]]:
+    """Every principal × every referral shape × every referral action, decided by both."""
+    agree, total, differences = 0, 0, []
+    for shape in SHAPES:
+        ref = referral(world, shape)
+        for name, user in world.users.items():
+            for action in ACTIONS:
+                cedar = decide(user, action, ref, pdp).allowed
+                other = casbin_decide(enforcer, user, action, ref)
+                total += 1
+                if cedar == other:
+                    agree += 1
+                else:
+                    differences.append(f"{name} {action.value} on '{shape}': cedar={cedar} casbin={other}")
+    return agree, total, differences
+
+
+# -- timing --------------------------------------------------------------------------------------
+def timed(run, samples: int, per: int) -> list[float]:
+    """µs per decision of each call of `run` (which makes `per` decisions)."""
+    out = []
+    gc.disable()  # a collection inside one sample is noise, not the engine
+    try:
+        for i in range(samples):
+            start = time.perf_counter()
+            run(i)
+            out.append((time.perf_counter() - start) * 1e6 / per)
+    finally:
+        gc.enable()
+    return out
+
+
+def summary(engine: str, mode: str, goal_kind: str, micros: list[float], note: str) -> dict:
+    ordered = sorted(micros)
+    p50 = statistics.median(ordered)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    mean = statistics.fmean(ordered)
+    goal = GOALS[goal_kind]
+    return {"engine": engine, "mode": mode, "p50_us": round(p50, 1), "p95_us": round(p95, 1),
+            "decisions_per_s": round(1e6 / mean), "goal_us": goal, "goal_met": p50 <= goal,
+            "samples": len(micros), "note": note}
+
+
+def measure(pdp: PolicyEngine, enforcer, world: World, smoke: bool) -> list[dict]:
+    staff = world.users["north_staff"]
+    n_single, n_pages = (400, 5) if smoke else (8000, 60)
+    rows = []
+
+    cold = [referral(world, SHAPES[i % 3]) for i in range(n_single // 4)]
+    rows.append(summary("cedar", "single, cold graph", "single",
+                        timed(lambda i: decide(staff, ACTIONS[i % len(ACTIONS)], cold[i], pdp), len(cold), 1),
+                        "user + referral entities built and parsed for this one decision"))
+
+    page = inbox_page(world)
+    pairs = [(r, a) for r in page for a in ACTIONS]
+    for r, a in pairs:  # the graph of each (user, referral) parsed once, as within a request
+        decide(staff, a, r, pdp)
+    rows.append(summary("cedar", "single", "single",
+                        timed(lambda i: decide(staff, pairs[i % len(pairs)][1], pairs[i % len(pairs)][0], pdp),
+                              n_single, 1),
+                        "decide() on a referral whose graph this process has parsed"))
+
+    pages = [inbox_page(world) for _ in range(n_pages)]
+    rows.append(summary("cedar", f"batched page ({PAGE}x{len(ACTIONS)})", "batched",
+                        timed(lambda i: decide_each(staff, ACTIONS, pages[i], pdp), n_pages, PAGE * len(ACTIONS)),
+                        "decide_each(): one graph per page (new referrals every page), one batch per action"))
+
+    rows.append(summary("casbin", "single", "single",
+                        timed(lambda i: casbin_decide(enforcer, staff, pairs[i % len(pairs)][1],
+                                                      pairs[i % len(pairs)][0]), n_single // 4, 1),
+                        "enforce() with ABAC request objects built from the rows"))
+    rows.append(summary("casbin", f"batched page ({PAGE}x{len(ACTIONS)})", "batched",
+                        timed(lambda i: casbin_page(enforcer, staff, ACTIONS, pages[i]), max(2, n_pages // 6),
+                              PAGE * len(ACTIONS)),
+                        "batch_enforce(), request objects built once per referral"))
+    return rows
+
+
+def breakdown(pdp: PolicyEngine, world: World, samples: int) -> dict:
+    """Where a cold single decision's time goes: entity dicts, JSON + Cedar parse, evaluation."""
+    staff = world.users["north_staff"]
+    refs = [referral(world, "unassigned") for _ in range(samples)]
+    graphs = []
+    build = timed(lambda i: graphs.append(merge(user_entities(staff), resource_entities(refs[i])[1])), samples, 1)
+    parsed = []
+    parse = timed(lambda i: parsed.append(pdp.entities(graphs[i])), samples, 1)
+    principal = uid("User", staff.id)
+    evaluate = timed(lambda i: pdp.decide_many(principal, [("referral.view_status", uid("Referral", refs[i].id))],
+                                               parsed[i]), samples, 1)
+    return {"entity_dicts_us": round(statistics.median(build), 1), "parse_us": round(statistics.median(parse), 1),
+            "evaluate_us": round(statistics.median(evaluate), 1)}
+
+
+def print_table(rows: list[dict], agree: int, total: int, parts: dict) -> None:
+    print(f"{'engine':<8} {'mode':<24} {'p50 µs':>8} {'p95 µs':>8} {'decisions/s':>12}  goal")
+    for r in rows:
+        verdict = "met" if r["goal_met"] else "MISSED"
+        print(f"{r['engine']:<8} {r['mode']:<24} {r['p50_us']:>8.1f} {r['p95_us']:>8.1f} "
+              f"{r['decisions_per_s']:>12,}  ≤ {r['goal_us']:.0f} µs {verdict}")
+    print(f"agreement: {agree}/{total} decisions equal (cedar vs casbin)")
+    print(f"cold single decision, p50: entity dicts {parts['entity_dicts_us']} µs, "
+          f"JSON + Cedar parse {parts['parse_us']} µs, Cedar evaluation {parts['evaluate_us']} µs")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a few seconds, for CI; asserts no timing")
+    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/policy.json, "
+                                                 "policy-smoke.json with --smoke)")
+    args = parser.parse_args(argv)
+    out = args.out or ROOT / "bench" / "results" / ("policy-smoke.json" if args.smoke else "policy.json")
+
+    pdp = PolicyEngine(ROOT / "policies")
+    world = build_world()
+    enforcer = casbin_enforcer(world)
+    agree, total, differences = agreement(pdp, enforcer, world)
+    for line in differences[:20]:
+        print("DIFFERENT:", line)
+    rows = measure(pdp, enforcer, world, args.smoke)
+    parts = breakdown(pdp, world, 100 if args.smoke else 1000)
+    print_table(rows, agree, total, parts)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "benchmark": "policy decisions", "smoke": args.smoke, "at": datetime.now(timezone.utc).isoformat(),
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "load_average": list(os.getloadavg())},
+        "page": {"referrals": PAGE, "actions": len(ACTIONS)}, "rows": rows,
+        "agreement": {"equal": agree, "total": total}, "cold_single_breakdown": parts,
+    }, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return 0 if agree == total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
