@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): the synthetic history generator, the load harness and its helpers."""
