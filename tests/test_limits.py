@@ -186,6 +186,21 @@ def test_redis_storage_is_one_budget_for_two_workers(database_url, tmp_path, app
             worker.extensions["portal.db"].dispose()
 
 
+def test_a_redis_outage_does_not_lock_anyone_out(database_url, tmp_path, app, make, caplog):
+    """With Redis unreachable the portal keeps answering -- each process counts in its own memory
+    meanwhile -- and still refuses the 61st attempt from one address."""
+    from tests.test_notifications import free_port
+    down = make_test_app(database_url, tmp_path, PORTAL_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        user = make.user(make.org("city_office"))
+        client = down.test_client()
+        assert login(client, user.email).status_code == 302
+        assert "falling back to in-memory storage" in caplog.text
+        assert flood_login(down.test_client(), LOGIN_PER_MINUTE) == [401] * 59 + [429]  # the sign-in counted too
+    finally:
+        down.extensions["portal.db"].dispose()
+
+
 def test_trusted_proxies_setting_is_validated_at_start(database_url, tmp_path, app):
     """PORTAL_TRUSTED_PROXIES that is not a small whole number stops the portal at start-up."""
     from portal.config import ConfigError
