@@ -28,7 +28,7 @@ STEP_UP_ATTR = "__portal_step_up__"
 
 def is_fresh() -> bool:
     age = sessions.second_factor_age(get_session(), current_user.session_token)
-    return age is not None and timedelta(0) <= age <= FRESH
+    return age is not None and age <= FRESH
 
 
 def fresh_second_factor(view):
