@@ -186,7 +186,8 @@ def test_outbox_keeps_the_link_wrapped_until_the_mail_server_answers(database_ur
         waiting = db.scalar(select(Notification).where(Notification.recipient_id == invitee.id))
         assert waiting.sent_at is None and waiting.attempts == 1 and waiting.last_error == "ConnectionRefusedError"
         assert db.scalar(select(AccountToken.wrapped_token)) is not None
-    closed(admin_client.post(f"/admin/users/{invitee.id}/invitation", data={"csrf_token": csrf_token(admin_client, "/")}))
+    token = csrf_token(admin_client, "/")
+    closed(admin_client.post(f"/admin/users/{invitee.id}/invitation", data={"csrf_token": token}))
     down.extensions["portal.db"].dispose()
     with mail_app.app_context():
         db = get_session()
@@ -215,7 +216,8 @@ def test_password_reset_by_mail_ends_every_session_and_clears_the_lockout(mail_a
     assert 'href="/password/forgot"' in person.get("/login").get_data(as_text=True)
     asked = closed(ask_reset(person, user.email))
     assert asked.status_code == 303 and asked.location == "/password/forgot/sent"
-    assert "If an account exists for that address, we have sent a link" in person.get(asked.location).get_data(as_text=True)
+    answer = person.get(asked.location).get_data(as_text=True)
+    assert "If an account exists for that address, we have sent a link" in answer
     [mail] = mails_to(inbox, user.email)
     assert mail["Subject"] == "Peace Portal: reset your password"
     path, _ = link_in(mail)
@@ -277,8 +279,8 @@ def test_used_link_cannot_be_used_again_even_from_a_tab_opened_before(mail_app, 
     assert follow(second, path_for(tokens.RESET, raw)).status_code == 303
     second_token = csrf_token(second, "/password/new")
     assert choose_password(first, NEW_PASSWORD).status_code == 303
-    late = second.post("/password/new", data={"password": "another fine passphrase", "confirm": "another fine passphrase",
-                                              "csrf_token": second_token})
+    other = "another fine passphrase"
+    late = second.post("/password/new", data={"password": other, "confirm": other, "csrf_token": second_token})
     assert late.status_code == 410 and "already been used" in late.get_data(as_text=True)
     assert follow(mail_app.test_client(), path_for(tokens.RESET, raw)).status_code == 410
     assert login(mail_app.test_client(), user.email, NEW_PASSWORD).status_code == 302

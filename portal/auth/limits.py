@@ -43,6 +43,8 @@ ENDPOINT_LIMITS: dict[str, tuple[str, str, list[str] | None]] = {
 }
 API_PREFIX = "/api/"
 # One budget for the whole API. Signed in it is the account's own, whatever network it comes from.
+# 20 calls a second on average: far beyond a person, room for an integration's sync (and for the
+# ~750 calls of a signed-in crawl of every API route in tests/test_crawl.py).
 API_LIMIT = "1200 per minute"
 
 
@@ -54,7 +56,7 @@ def init_app(app) -> Limiter:
         storage_uri=settings.redis_url or "memory://",
         # A Redis outage must not lock everyone out: each process counts in memory meanwhile.
         in_memory_fallback_enabled=bool(settings.redis_url),
-        key_prefix=app.config.get("RATELIMIT_KEY_PREFIX", "portal"),
+        key_prefix=app.config.get("RATELIMIT_KEY_PREFIX", "portal"),  # tests give each Redis run its own
         strategy="fixed-window",
         headers_enabled=False,  # Retry-After goes on the 429 only (see _too_many)
     )
