@@ -173,7 +173,8 @@ class ContactAttempt(Base):
     note_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     referral: Mapped[Referral] = relationship(back_populates="contact_attempts")
-    worker: Mapped[User | None] = relationship()
+    # Joined: a referral's page names the worker of every attempt, in the same query as the attempts.
+    worker: Mapped[User | None] = relationship(lazy="joined")
 
 
 class DataKey(Base):

@@ -3,12 +3,17 @@ that a list holds only what its reader may see; every row is still projected thr
 from __future__ import annotations
 
 from sqlalchemy import case, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from portal.models import Referral, User
 
 PAGE_SIZE = 50
 URGENT_FIRST = case((Referral.urgency == "urgent", 0), else_=1)
+# What a list row reads besides the referral: whether it was handed off, its assignee, and the
+# data key that opens the preferred name (vault.data_key finds it in the session). One query
+# each for the whole page, never one per row (tests/test_query_counts.py).
+ROW_LOADS = (selectinload(Referral.children).lazyload("*"), selectinload(Referral.assigned_to),
+             selectinload(Referral.data_key))
 
 
 def inbox(db: Session, user: User, status: str | None = None, limit: int = PAGE_SIZE, offset: int = 0):
@@ -21,7 +26,7 @@ def inbox(db: Session, user: User, status: str | None = None, limit: int = PAGE_
     else:
         query = query.where(Referral.status.in_(("sent", "accepted", "in_progress", "on_hold")))
     query = query.order_by(URGENT_FIRST, Referral.created_at.desc()).limit(limit).offset(offset)
-    return list(db.scalars(query).unique())
+    return list(db.scalars(query.options(*ROW_LOADS)).unique())
 
 
 def new_in_inbox(db: Session, user: User) -> int:
@@ -37,4 +42,4 @@ def sent(db: Session, user: User, limit: int = PAGE_SIZE, offset: int = 0):
     """What my organization sent, newest first (the closed loop)."""
     query = (select(Referral).where(Referral.sender_org_id == user.organization_id)
              .order_by(Referral.created_at.desc()).limit(limit).offset(offset))
-    return list(db.scalars(query).unique())
+    return list(db.scalars(query.options(*ROW_LOADS)).unique())
