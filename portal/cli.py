@@ -299,6 +299,26 @@ def releases_publish():
     click.echo(f"{len(done)} release(s) published" + (f": No. {done[0].number}–{done[-1].number}" if done else ""))
 
 
+@releases.command("correct")
+@click.argument("month")
+@click.option("--reason", required=True, help="why, in at most 200 characters; shown in the ledger")
+def releases_correct(month, reason):
+    """Publish a correction of MONTH (YYYY-MM) as a new release, audited against every earlier one."""
+    from portal.db import utcnow
+    from portal.releases.publish import CorrectionError, build_correction
+    session = _db()
+    try:
+        release = build_correction(session, current_app.extensions["portal.catalog"], month, reason, utcnow())
+    except CorrectionError as error:
+        _fail(str(error))
+    session.add(release)
+    session.commit()
+    _record_system(Event.RELEASE_CORRECTED, release, detail={"period": month, "corrects": release.corrects})
+    suppressed = sum(1 for s in release.statistics if s["value"] is None)
+    click.echo(f"release No. {release.number} corrects No. {release.corrects} ({month}); "
+               f"{suppressed} of {len(release.statistics)} numbers suppressed")
+
+
 @releases.command("audit")
 def releases_audit():
     """Audit every published number of every release together; exit 1 on any way in."""

@@ -18,5 +18,6 @@ class Event(StrEnum):
     SSO_LOGIN_FAILED = "auth.sso_failed"
 
     RELEASE_PUBLISHED = "system.release_published"
+    RELEASE_CORRECTED = "system.release_corrected"
     RETENTION_RUN = "system.retention_run"
     KEYS_ROTATED = "system.keys_rotated"

@@ -56,7 +56,8 @@ def table_view(db: Session, catalog: Catalog, name: str, release: int | None = N
         raise BadRequest(f"There is no release {release}.")
     latest = published[-1] if published else None
     clamped = False
-    released_through = latest.released_through.strftime("%Y-%m") if latest else None
+    # A correction restates an older month: the data reaches as far as the furthest release.
+    released_through = max(r.released_through for r in published).strftime("%Y-%m") if published else None
     if through and released_through and through > released_through:
         through, clamped = released_through, True
     marker = f"<{catalog.k}"
