@@ -61,11 +61,13 @@ def run_retention(db: Session, ctx_factory: Callable[[], service.Context], reten
         ctx.now = now
         for consent in consents:
             consent.revoked_at = now  # expiry ends the consent as revocation does; revoked_by stays empty
-            referrals = list(db.scalars(select(Referral).where(Referral.consent_id == consent.id)))
-            for referral in referrals:
-                if referral.status in codes.OPEN_STATUSES:
-                    service.transition(ctx, referral, "revoke", reason="consent_expired")
-            vault.shred(db, [r.id for r in referrals if r.personal_purged_at is None])
+        # The whole batch's referrals in one query and one shred: a statement per consent made
+        # 100,000 expiries take minutes on round trips alone.
+        referrals = list(db.scalars(select(Referral).where(Referral.consent_id.in_([c.id for c in consents]))))
+        for referral in referrals:
+            if referral.status in codes.OPEN_STATUSES:
+                service.transition(ctx, referral, "revoke", reason="consent_expired")
+        vault.shred(db, [r.id for r in referrals if r.personal_purged_at is None])
         db.commit()
         done["expired_consents"] += len(consents)
         progress(len(consents))
