@@ -12,19 +12,20 @@ import html
 import itertools
 import random
 import re
-import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter, UUIDConverter
 
-from portal.db import get_session
+from portal.db import get_session, utcnow
 from portal.models import Consent, ContactAttempt, Organization, Referral, ReferralEvent, User, Zone
 from portal.policy import Action
 from portal.policy.gate import declared_action, is_public
+from portal.releases.publish import publish_due
 from tests.conftest import CSRF_META, csrf_token, login
 from tests.referral_world import World, build_world
 from tests.test_referrals import act, form, send, sign_in
@@ -157,6 +158,11 @@ def build_crawled(app) -> Crawled:
             zone_ids=list(db.scalars(select(Zone.id).order_by(Zone.id))),
         )
     assert len(crawled.referral_ids) == 6 and len(crawled.consent_ids) == 5 and crawled.attempt_ids
+    # Publish this month as if the lag had passed, so the police crawl reads real release tables.
+    with app.app_context():
+        db = get_session()
+        released = publish_due(db, app.extensions["portal.catalog"], utcnow() + timedelta(days=75))
+        assert released and released[-1].tables
     return crawled
 
 
@@ -184,7 +190,6 @@ class Hit:
 class Crawl:
     hits: list[Hit] = field(default_factory=list)
     relogins: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
     def where(self, predicate) -> list[str]:
         return [f"{h.method} {h.path} [{h.endpoint}] → {h.status}" for h in self.hits if predicate(h)]
@@ -260,7 +265,6 @@ def crawl(app, crawled: Crawled, user: User | None, visitor_token: bool = False)
     out. When a request ends the session (POST /logout), the crawler signs in again and notes it,
     so the rest of the crawl still runs as the user.
     """
-    started = time.monotonic()
     client = sign_in(app, user) if user else app.test_client()
     token = _token(client) if user else (csrf_token(client, "/login") if visitor_token else None)
     result = Crawl()
@@ -314,7 +318,6 @@ def crawl(app, crawled: Crawled, user: User | None, visitor_token: bool = False)
         request("GET", *queue.pop(0))
     for path, rule, ids in posts:
         request("POST", path, rule, ids)
-    result.seconds = time.monotonic() - started
     return result
 
 
@@ -435,7 +438,6 @@ def test_police_crawl_sees_no_person_and_changes_nothing(app, crawled):
     header_leaks = _leaks(result, crawled.referral_ids, where="headers", echo_ok=True)
     assert header_leaks == [], "\n".join(header_leaks)
     assert full_snapshot(app) == before
-    assert result.seconds < 60, result.seconds
 
 
 # -- the city office and the portal administrator -------------------------------------------------
@@ -461,7 +463,6 @@ def test_city_office_and_portal_admin_crawl_read_no_referral(app, crawled, who):
     else:  # the admin's empty forms may change accounts, never a referral or a consent
         after = snapshot(app)
         assert (after["referrals"], after["consents"]) == (before["referrals"], before["consents"])
-    assert result.seconds < 60, result.seconds
 
 
 # -- another CVI team ----------------------------------------------------------------------------
@@ -487,7 +488,6 @@ def test_other_cvi_team_crawl_sees_only_its_own_referral(app, crawled):
     assert id_leaks == [], "\n".join(id_leaks)
     oracles = existence_oracles(result, hidden)
     assert oracles == [], "\n".join(oracles)
-    assert result.seconds < 60, result.seconds
 
 
 # -- a visitor -----------------------------------------------------------------------------------
@@ -520,5 +520,4 @@ def test_visitor_crawl_is_sent_to_login(app, crawled, with_token):
     leaks = _leaks(result, [*crawled.referral_ids, *crawled.consent_ids, *ALL_SECRETS], echo_ok=True)
     assert leaks == [], "\n".join(leaks)
     assert full_snapshot(app) == before
-    assert result.seconds < 60, result.seconds
 
