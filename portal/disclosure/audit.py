@@ -25,8 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import linprog
+
+# scipy (about 40 MB resident) is imported where a release is audited, not at import: every web
+# worker imports this package for TOTAL and Statistic, and none of them ever solves a program.
 
 __all__ = ["AuditError", "Statistic", "Violation", "audit", "TOLERANCE"]
 
@@ -210,6 +211,7 @@ class _Problem:
                 cols.append(self.index[a])
         n = len(self.atoms)
         if equalities:
+            from scipy import sparse
             self.A = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(equalities), n))
             self.b = np.array(list(equalities.values()), dtype=float)
         else:
@@ -221,6 +223,7 @@ class _Problem:
         self._check_feasible()
 
     def _solve(self, c: np.ndarray):
+        from scipy.optimize import linprog
         return linprog(c, A_eq=self.A, b_eq=self.b, bounds=(0, None), method="highs")
 
     def _check_feasible(self):
