@@ -6,7 +6,8 @@ form, the JSON API and a handoff. Then every kind of user acts: the sending hosp
 receiving CVI team, the other CVI team, the service provider the referral was handed to, the city
 office, the police partner and the portal administrator, with dashboards, CSV exports, the
 aggregates API, error pages (404, 400, 409, 422, and a real 500), e-mail through a real SMTP
-server, and a crawl of every route by every outsider. The canary must then appear on the
+server, a crawl of every route by every outsider, and the operator's cron commands (key rotation,
+retention, the mail outbox, releases) in their own process at DEBUG. The canary must then appear on the
 receiving teams' pages (so it was really seeded) and nowhere else: not in a response to anyone
 else, not in an e-mail, not in a session cookie, not in any log record (every logger at DEBUG,
 SQLAlchemy's engine included), and not in any column of any table of the database -- the
@@ -18,24 +19,31 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import subprocess
+import sys
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_string, policy
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import MetaData, create_engine, func, select, text
 
+from portal.crypto import generate_key_entry
 from portal.dashboards.queries import TABLES as DASHBOARD_TABLES
 from portal.db import get_session
 from portal.models import Consent, ContactAttempt, Organization, Referral, User, Zone
-from tests.conftest import csrf_token, login, make_test_app
+from tests.conftest import KEK, SECRET, csrf_token, login, make_test_app
 from tests.referral_world import World, build_world
 from tests.test_crawl import NO_SUCH_ID, Crawled, crawl
 from tests.test_notifications import Inbox, free_port
 from tests.test_referrals import form
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # -- the canary ----------------------------------------------------------------------------------
@@ -268,7 +276,7 @@ def test_a_database_failure_mid_request_answers_the_error_page_and_keeps_nothing
     assert closed(post_form(nurse, "/referrals/new", referral_form(world, canary))).status_code == 303
 
 
-def test_canary_reaches_the_receiving_teams_and_nowhere_else(canary_app, database_url, smtp, caplog):
+def test_canary_reaches_the_receiving_teams_and_nowhere_else(canary_app, database_url, smtp, caplog, tmp_path):
     """The canary shows on the receiving teams' pages, and in no other response, e-mail, cookie, log
     record or database cell, through every role's work, the error pages and a crawl of every route."""
     app = canary_app
@@ -438,7 +446,32 @@ def test_canary_reaches_the_receiving_teams_and_nowhere_else(canary_app, databas
                    and any(e in record_text(r).lower() for e in emails)]
     assert email_lines == [], "an account's e-mail address reached the log:\n" + "\n".join(email_lines)
 
+    # -- the operator's cron commands, in their own process, logging at DEBUG --------------------------
+    outputs = run_portal(database_url, tmp_path, smtp[0].port, ["keys", "rotate"], ["retention", "run"],
+                         ["notifications", "send"], ["releases", "publish"], ["releases", "audit"])
+    assert "re-wrapped" in outputs[0], outputs[0]
+    cli_leaks = [f"{out.splitlines()[0]}: {leaks_in(out, canaries)}" for out in outputs if leaks_in(out, canaries)]
+    assert cli_leaks == [], cli_leaks
+    assert not [m for m in mail_texts(inbox) if leaks_in(m, canaries)]
+
     assert_database_clean(app, database_url, canaries, world)
+
+
+def run_portal(database_url: str, tmp_path, smtp_port: int, *commands: list[str]) -> list[str]:
+    """`portal ...` as cron runs it, on the test's database, with a new key-encryption key first
+    (so `keys rotate` really re-wraps); returns each command's output, stdout and stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env.update(PORTAL_ENV="test", PORTAL_DATABASE_URL=database_url, PORTAL_SECRET_KEY=SECRET,
+               PORTAL_INSTANCE_PATH=str(tmp_path / "cli"), PORTAL_KEK=f"{generate_key_entry('rotated')},{KEK}",
+               PORTAL_LOG_LEVEL="DEBUG", PORTAL_SMTP_HOST="127.0.0.1", PORTAL_SMTP_PORT=str(smtp_port))
+    outputs = []
+    for args in commands:
+        result = subprocess.run([sys.executable, "-m", "portal.cli", *args], capture_output=True, text=True,
+                                env=env, cwd=ROOT, timeout=120)
+        output = f"$ portal {' '.join(args)}\n{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0, output
+        outputs.append(output)
+    return outputs
 
 
 def assert_database_clean(app, database_url: str, canaries, world: World) -> None:
