@@ -43,7 +43,7 @@ def decide_each(user, actions, resources, pdp: PolicyEngine | None = None) -> li
     pdp = pdp or engine()
     key = (user_facts(user), *(facts(resource) for resource in resources))
     entities = pdp.entities_for(key, lambda: graph(*key))
-    requests = [(a.value, resource_uid(described)) for described in key[1:] for a in actions]
+    requests = [(a.value, target) for target in map(resource_uid, key[1:]) for a in actions]
     decisions = pdp.decide_many(uid("User", user.id), requests, entities)
     _log_errors(decisions)
     n = len(actions)

@@ -184,13 +184,13 @@ class PolicyEngine:
             by_action.setdefault(action, []).append(index)
         decisions: list[Decision | None] = [None] * len(requests)
         for action, indexes in by_action.items():
-            batch = [{"principal": principal, "action": {"type": "Action", "id": action},
-                      "resource": requests[i][1]} for i in indexes]
+            action_uid = {"type": "Action", "id": action}
+            batch = [{"principal": principal, "action": action_uid, "resource": requests[i][1]} for i in indexes]
             policies = self.slices.get(action, self.policy_set)
             for i, result in zip(indexes, cedarpy.is_authorized_batch(batch, policies, entities, self.schema)):
-                errors = tuple(str(e) for e in result.diagnostics.errors)
-                allowed = result.decision == cedarpy.Decision.Allow and not errors
-                decisions[i] = Decision(allowed, action, tuple(result.diagnostics.reasons), errors)
+                diagnostics = result.diagnostics
+                errors = tuple(map(str, diagnostics.errors))
+                decisions[i] = Decision(result.allowed and not errors, action, tuple(diagnostics.reasons), errors)
         return decisions
 
 
