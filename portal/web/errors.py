@@ -18,7 +18,12 @@ TITLES = {
     413: "Too large",
     429: "Too many requests",
     500: "Something went wrong",
+    503: "Briefly unavailable",
 }
+# A database connection lost mid-request (a failover, a restart, a terminated backend): the
+# request's transaction is gone and the pool has dropped the connection, so a retry works.
+UNAVAILABLE = ("The portal lost its connection to the database for a moment. Reload to see where things "
+               "stand, then try again.")
 
 
 def wants_json() -> bool:
@@ -55,6 +60,22 @@ def _roll_back_request_session() -> None:
             log.warning("rollback after an unhandled error failed")
 
 
+def database_unavailable(error) -> bool:
+    """Whether `error` is a lost or refused database connection rather than a bug."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    return isinstance(error, OperationalError) or (isinstance(error, DBAPIError) and error.connection_invalidated)
+
+
+def _unavailable(error):
+    """503 with a page (or problem details) that says what happened, and Retry-After."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.endpoint,
+                type(getattr(error, "orig", None) or error).__name__)
+    _roll_back_request_session()
+    response = make_response(render_error(503, UNAVAILABLE))
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def init_app(app) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(error):
@@ -77,10 +98,15 @@ def init_app(app) -> None:
     def _unexpected(error):
         if isinstance(error, HTTPException):
             return _http(error)
+        if database_unavailable(error):
+            return _unavailable(error)
         log.exception("unhandled error on %s %s", request.method, request.endpoint)
         _roll_back_request_session()
         return render_error(500)
 
     @app.errorhandler(InternalServerError)
     def _internal(error):
+        # also where an error after the view lands (the audit log's commit in after_request)
+        if database_unavailable(error.original_exception):
+            return _unavailable(error.original_exception)
         return render_error(500)
