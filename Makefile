@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install policy-check clean
+.PHONY: run test install policy-check clean bench bench-smoke
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: $(STAMP)
 
 policy-check: $(STAMP)
 	$(BIN)/portal policy check
+
+# The benchmark of bench/README.md: generates 1,000,000 referrals into portal_bench if absent.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The same harness on ~20,000 referrals in a scratch database (dropped afterwards); CI runs it.
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/run.py --smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

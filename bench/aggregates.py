@@ -50,15 +50,18 @@ class Statements:
         self.seen.append((statement, parameters))
 
 
-def _timed(work, repeats: int) -> dict:
+def _timed(work, repeats: int, budget_s: float = 30) -> dict:
+    """p50/p95 of `repeats` runs after a warm-up; a slow query stops after `budget_s` (at least 3 runs)."""
     work()  # warm-up: buffers and compiled statements, as a serving worker has them
     samples = []
-    for _ in range(repeats):
+    spent = 0.0
+    while len(samples) < repeats and (spent < budget_s or len(samples) < min(3, repeats)):
         started = time.perf_counter()
         work()
         samples.append((time.perf_counter() - started) * 1000)
+        spent += samples[-1] / 1000
     samples.sort()
-    return {"n": repeats, "p50_ms": round(statistics.median(samples), 1),
+    return {"n": len(samples), "p50_ms": round(statistics.median(samples), 1),
             "p95_ms": round(samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))], 1),
             "max_ms": round(samples[-1], 1)}
 

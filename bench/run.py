@@ -114,6 +114,24 @@ def referral_body(zone: str, team, n: int) -> str:
     })
 
 
+def inbox_plans(database_url: str, user_id) -> list[dict]:
+    """The inbox's own statements for this member, explained (EXPLAIN ANALYZE, as item c)."""
+    from portal.db import Database
+    from portal.models import User
+    from portal.referrals import queries
+    database = Database(database_url)
+    db = database.sessions()
+    try:
+        user = db.get(User, user_id)
+        with aggregates.Statements(database.engine) as captured:
+            queries.inbox(db, user, None)
+            queries.new_in_inbox(db, user)
+        return aggregates.explain(db, captured.seen)
+    finally:
+        db.close()
+        database.dispose()
+
+
 # -- load phases -------------------------------------------------------------------------------
 def load(port: int, clients: list[dict], duration: float, warmup: float, workdir: Path, name: str) -> dict:
     """Run bench/loadgen.py in its own process and return its result."""
@@ -266,14 +284,15 @@ def rows(result: dict) -> list[tuple]:
     if cmd:
         out.append(("d", "audit chain intact after creation", "yes" if cmd["verify"]["seconds"] is not None and
                     "intact" in cmd["verify"]["output"] else "no", "yes", "intact" in cmd["verify"]["output"]))
-        events, seconds = cmd["verify"]["events"], cmd["verify"]["seconds"]
-        at_goal = round(seconds * GOALS["verify_events"] / events, 1) if events else None
+        events, seconds, startup = cmd["verify"]["events"], cmd["verify"]["seconds"], cmd["startup_s"]
+        # The command's start-up (loading the app) is paid once, whatever the size of the log.
+        at_goal = round(startup + (seconds - startup) * GOALS["verify_events"] / events, 1) if events else None
         out += [("e", f"audit verify s ({events:,} events)", seconds, f"< {GOALS['verify_s']} at 1M",
                  at_goal is not None and at_goal < GOALS["verify_s"]),
                 ("e", "audit verify s, scaled to 1M events", at_goal, f"< {GOALS['verify_s']}",
                  at_goal is not None and at_goal < GOALS["verify_s"])]
         purged, seconds = cmd["retention"]["purged"], cmd["retention"]["seconds"]
-        scaled = round(seconds * GOALS["retention_referrals"] / purged, 1) if purged else None
+        scaled = round(startup + (seconds - startup) * GOALS["retention_referrals"] / purged, 1) if purged else None
         out += [("e", f"retention run s ({purged:,} referrals)", seconds, f"< {GOALS['retention_s']} at 100k",
                  scaled is not None and scaled < GOALS["retention_s"]),
                 ("e", "retention run s, scaled to 100k referrals", scaled, f"< {GOALS['retention_s']}",
@@ -359,6 +378,7 @@ def run(args) -> int:
 
         print("items a, d, f: gunicorn (2 workers) under load", flush=True)
         people = cast(url)
+        result["inbox_sql"] = inbox_plans(url, people["members"][0][0])
         with tempfile.TemporaryDirectory(prefix="portal-bench-") as workdir:
             try:
                 result["web"] = web(env, people, state.credentials, args, Path(workdir), failures)
@@ -413,7 +433,7 @@ def main(argv=None) -> None:
         args.database_url = base.set(database=f"portal_bench_smoke_{os.getpid()}_{uuid.uuid4().hex[:6]}") \
             .render_as_string(hide_password=False)
         args.referrals, args.regenerate = min(args.referrals, 20_000), True
-        args.duration, args.warmup = min(args.duration, 3), min(args.warmup, 1)
+        args.duration, args.warmup = min(args.duration, 4), min(args.warmup, 1)
         args.query_repeats, args.naive_repeats = min(args.query_repeats, 3), min(args.naive_repeats, 1)
         args.create_accounts = min(args.create_accounts, 8)
         if args.state_dir == ROOT / "instance" / "bench":
