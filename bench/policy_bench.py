@@ -11,9 +11,11 @@ turning them into their own input (Cedar entities, Casbin request objects). Rows
   parsed for this one decision);
 - cedar single: `decide()` on the page's referrals once their graph is parsed, as the gate, the
   projection and the navigation of one request decide on the same user and referral;
-- cedar batched page: `decide_each()`, one graph and one batch per action for the whole page,
-  each page with referrals never seen before;
-- casbin single / batched page: `enforce()` / `batch_enforce()` on bench/casbin/referrals.conf.
+- cedar batched inbox: `decide_each()` on an inbox page of referrals never seen before (from three
+  hospitals, new or the worker's own, a few past consent): one graph and one batch per action,
+  rows that Cedar cannot tell apart decided once;
+- cedar batched, unlike rows: the same with no two rows alike (the worst case);
+- casbin single / batched inbox: `enforce()` / `batch_enforce()` on bench/casbin/referrals.conf.
 
 Before timing, both engines decide a sample of every kind of principal against every relationship
 to a referral; any disagreement makes the run exit 1. Timing never fails the run.
@@ -25,6 +27,7 @@ import gc
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -42,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from portal.models import Consent, Organization, Referral, User  # noqa: E402
 from portal.policy import PolicyEngine, decide, decide_each  # noqa: E402
 from portal.policy.actions import REFERRAL_VIEWS  # noqa: E402
-from portal.policy.entities import merge, resource_entities, uid, user_entities  # noqa: E402
+from portal.policy.entities import facts, merge, resource_entities, uid, user_entities  # noqa: E402
 from portal.policy.projection import REFERRAL_WORK  # noqa: E402
 
 ACTIONS = REFERRAL_VIEWS + REFERRAL_WORK
@@ -61,7 +64,8 @@ class World:
 
 def build_world() -> World:
     orgs = {name: Organization(id=uuid.uuid4(), name=name, kind=kind, active=True)
-            for name, kind in (("hospital", "hospital_program"), ("north", "cvi_team"), ("east", "cvi_team"),
+            for name, kind in (("hospital", "hospital_program"), ("hospital2", "hospital_program"),
+                               ("hospital3", "hospital_program"), ("north", "cvi_team"), ("east", "cvi_team"),
                                ("provider", "service_provider"), ("city", "city_office"),
                                ("police", "police_partner"))}
 
@@ -82,10 +86,10 @@ SHAPES = ("unassigned", "assigned to north_staff", "assigned to north_staff2", "
           "consent expired", "contact only", "east's referral", "handed to provider")
 
 
-def referral(world: World, shape: str) -> Referral:
-    """A fresh referral (new id) of one of SHAPES."""
+def referral(world: World, shape: str, sender: Organization | None = None) -> Referral:
+    """A fresh referral (new id) of one of SHAPES, from the hospital unless `sender` is given."""
     o, u = world.orgs, world.users
-    sender, receiver = o["hospital"], o["east" if shape == "east's referral" else "north"]
+    sender, receiver = sender or o["hospital"], o["east" if shape == "east's referral" else "north"]
     if shape == "handed to provider":
         sender, receiver = o["north"], o["provider"]
     consent = Consent(id=uuid.uuid4(), method="verbal", obtained_at=NOW - timedelta(days=3),
@@ -98,10 +102,23 @@ def referral(world: World, shape: str) -> Referral:
                     assigned_to_id=assignee.id if assignee else None)
 
 
-def inbox_page(world: World) -> list[Referral]:
-    """What a North staff member's inbox holds: unassigned and their own, some past consent."""
-    shapes = ("unassigned", "unassigned", "assigned to north_staff", "contact only", "consent expired")
-    return [referral(world, shapes[i % len(shapes)]) for i in range(PAGE)]
+def inbox_page(world: World, rng: random.Random) -> list[Referral]:
+    """A North staff member's inbox: from three hospitals, new or theirs, a few past consent."""
+    senders = [world.orgs[name] for name in ("hospital", "hospital2", "hospital3")]
+    shapes = rng.choices(["unassigned", "assigned to north_staff", "contact only", "consent expired"],
+                         [55, 30, 10, 5], k=PAGE)
+    return [referral(world, shape, rng.choice(senders)) for shape in shapes]
+
+
+def distinct_page(world: World) -> list[Referral]:
+    """The worst case: fifty rows no two alike (each from its own hospital)."""
+    return [referral(world, "unassigned", Organization(id=uuid.uuid4(), name=f"h{i}", kind="hospital_program",
+                                                       active=True)) for i in range(PAGE)]
+
+
+def shapes_of(page: list[Referral]) -> int:
+    """How many rows Cedar can tell apart (what decide_each decides once each)."""
+    return len({facts(r)[2:] for r in page})
 
 
 # -- Casbin: the same rules, and the same ORM objects turned into its request values --------------
@@ -194,7 +211,8 @@ def measure(pdp: PolicyEngine, enforcer, world: World, smoke: bool) -> list[dict
                         timed(lambda i: decide(staff, ACTIONS[i % len(ACTIONS)], cold[i], pdp), len(cold), 1),
                         "user + referral entities built and parsed for this one decision"))
 
-    page = inbox_page(world)
+    rng = random.Random(6)
+    page = inbox_page(world, rng)
     pairs = [(r, a) for r in page for a in ACTIONS]
     for r, a in pairs:  # the graph of each (user, referral) parsed once, as within a request
         decide(staff, a, r, pdp)
@@ -203,16 +221,23 @@ def measure(pdp: PolicyEngine, enforcer, world: World, smoke: bool) -> list[dict
                               n_single, 1),
                         "decide() on a referral whose graph this process has parsed"))
 
-    pages = [inbox_page(world) for _ in range(n_pages)]
-    rows.append(summary("cedar", f"batched page ({PAGE}x{len(ACTIONS)})", "batched",
+    pages = [inbox_page(world, rng) for _ in range(n_pages)]
+    shapes = statistics.median(shapes_of(p) for p in pages)
+    rows.append(summary("cedar", f"batched inbox ({PAGE}x{len(ACTIONS)})", "batched",
                         timed(lambda i: decide_each(staff, ACTIONS, pages[i], pdp), n_pages, PAGE * len(ACTIONS)),
-                        "decide_each(): one graph per page (new referrals every page), one batch per action"))
+                        f"decide_each(): new referrals every page (median {shapes:.0f} shapes of {PAGE} rows), "
+                        "one graph, one batch per action"))
+    worst = [distinct_page(world) for _ in range(max(2, n_pages // 3))]
+    rows.append(summary("cedar", f"batched, {PAGE} unlike rows", "batched",
+                        timed(lambda i: decide_each(staff, ACTIONS, worst[i], pdp), len(worst),
+                              PAGE * len(ACTIONS)),
+                        "worst case: every row its own shape (each from its own hospital)"))
 
     rows.append(summary("casbin", "single", "single",
                         timed(lambda i: casbin_decide(enforcer, staff, pairs[i % len(pairs)][1],
                                                       pairs[i % len(pairs)][0]), n_single // 4, 1),
                         "enforce() with ABAC request objects built from the rows"))
-    rows.append(summary("casbin", f"batched page ({PAGE}x{len(ACTIONS)})", "batched",
+    rows.append(summary("casbin", f"batched inbox ({PAGE}x{len(ACTIONS)})", "batched",
                         timed(lambda i: casbin_page(enforcer, staff, ACTIONS, pages[i]), max(2, n_pages // 6),
                               PAGE * len(ACTIONS)),
                         "batch_enforce(), request objects built once per referral"))
@@ -237,10 +262,10 @@ def breakdown(pdp: PolicyEngine, world: World, samples: int) -> dict:
 def print_table(rows: list[dict], agree: int, total: int, parts: dict) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"µs per decision, wall clock (CPU time of this process beside it); {os.cpu_count()} CPUs, load {load}")
-    print(f"{'engine':<8} {'mode':<24} {'p50':>8} {'p95':>8} {'cpu p50':>8} {'decisions/s':>12}  goal (p50)")
+    print(f"{'engine':<8} {'mode':<26} {'p50':>8} {'p95':>8} {'cpu p50':>8} {'decisions/s':>12}  goal (p50)")
     for r in rows:
         verdict = "met" if r["goal_met"] else "MISSED"
-        print(f"{r['engine']:<8} {r['mode']:<24} {r['p50_us']:>8.1f} {r['p95_us']:>8.1f} {r['cpu_p50_us']:>8.1f} "
+        print(f"{r['engine']:<8} {r['mode']:<26} {r['p50_us']:>8.1f} {r['p95_us']:>8.1f} {r['cpu_p50_us']:>8.1f} "
               f"{r['decisions_per_s']:>12,}  ≤ {r['goal_us']:.0f} µs {verdict}")
     print(f"agreement: {agree}/{total} decisions equal (cedar vs casbin)")
     print(f"cold single decision, p50: entity dicts {parts['entity_dicts_us']} µs, "

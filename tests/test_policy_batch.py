@@ -83,7 +83,8 @@ def test_a_page_batch_decides_like_one_referral_at_a_time(pdp):
     staff, other = user(north), user(north)
     page = [referral(hospital, north), referral(hospital, north, staff), referral(hospital, north, other),
             referral(hospital, north, categories="contact"), referral(hospital, north, revoked=True),
-            referral(hospital, east), referral(north, provider)]
+            referral(hospital, east), referral(north, provider),
+            referral(hospital, north), referral(hospital, north, staff)]  # same shapes as the first two
     principals = [staff, user(north, "supervisor"), user(hospital), user(east, "org_admin"), user(provider),
                   user(org("city_office"), "org_admin"), user(org("police_partner")),
                   user(hospital, admin=True)]
@@ -113,3 +114,20 @@ def test_a_changed_fact_is_never_answered_from_the_cache(pdp):
     assert decide(staff, Action.REFERRAL_ACCEPT, r, pdp).allowed
     north.kind = "police_partner"
     assert not decide(staff, Action.REFERRAL_ACCEPT, r, pdp).allowed
+
+
+def test_a_referral_named_by_a_policy_is_decided_on_its_own(tmp_path):
+    """Rows of the same shape share their decisions only while no policy names one of them."""
+    hospital, north = org("hospital_program"), org("cvi_team")
+    staff = user(north)
+    plain, named = referral(hospital, north), referral(hospital, north)
+    for path in POLICIES.glob("*"):
+        if path.is_file():
+            (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "zz_named.cedar").write_text(
+        f'@id("test.one-referral-closed")\nforbid (principal, action, resource == Referral::"{named.id}");\n')
+    pdp = PolicyEngine(tmp_path)
+    assert "Referral" in pdp.named_types
+    plain_row, named_row = decide_each(staff, ACTIONS, [plain, named], pdp)
+    assert plain_row[0].allowed and not any(d.allowed for d in named_row)
+    assert PolicyEngine(POLICIES).named_types.isdisjoint({"Referral", "User", "Organization"})

@@ -7,7 +7,7 @@ from flask import current_app
 
 from portal.policy.actions import Action
 from portal.policy.engine import Decision, PolicyEngine, PolicyError
-from portal.policy.entities import facts, graph, resource_uid, uid, user_facts
+from portal.policy.entities import LEAF_TYPES, facts, graph, resource_uid, uid, user_facts
 
 log = logging.getLogger("portal.policy")
 
@@ -36,18 +36,31 @@ def decide_many(user, actions, resource=None, pdp: PolicyEngine | None = None) -
 
 def decide_each(user, actions, resources, pdp: PolicyEngine | None = None) -> list[list[Decision]]:
     """The same actions on every resource of a page: one entity graph, one batch per action.
-    Returns, per resource in order, its decisions in the order of `actions`."""
-    resources = list(resources)
-    if not resources:
+    Returns, per resource in order, its decisions in the order of `actions`.
+
+    Rows that Cedar cannot tell apart are decided once: same facts but the id, of a type that
+    nothing refers to and no policy names by id (entities.LEAF_TYPES). An inbox holds a few
+    such shapes (sender, assignee, consent state), not fifty."""
+    described = [facts(resource) for resource in resources]
+    if not described:
         return []
     pdp = pdp or engine()
-    key = (user_facts(user), *(facts(resource) for resource in resources))
+    shapes: dict[tuple, int] = {}
+    distinct, shape_of = [], []
+    for each in described:
+        anonymous = each[0] in LEAF_TYPES and each[0] not in pdp.named_types
+        shape = (each[0], *each[2:]) if anonymous else each
+        if shape not in shapes:
+            shapes[shape] = len(distinct)
+            distinct.append(each)
+        shape_of.append(shapes[shape])
+    key = (user_facts(user), *distinct)
     entities = pdp.entities_for(key, lambda: graph(*key))
-    requests = [(a.value, target) for target in map(resource_uid, key[1:]) for a in actions]
+    requests = [(a.value, target) for target in map(resource_uid, distinct) for a in actions]
     decisions = pdp.decide_many(uid("User", user.id), requests, entities)
     _log_errors(decisions)
     n = len(actions)
-    return [decisions[i * n:(i + 1) * n] for i in range(len(resources))]
+    return [decisions[i * n:(i + 1) * n] for i in shape_of]
 
 
 def _log_errors(decisions: list[Decision]) -> None:

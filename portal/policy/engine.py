@@ -101,6 +101,7 @@ class PolicyEngine:
         bodies = {source.policy_id: self._json_policy(source) for source in self.sources.values()}
         self.policy_set = _policy_set(bodies)
         self.slices = self._slices(bodies)
+        self.named_types = set().union(*(_named_types(body) for body in bodies.values()))
         self._entity_cache: OrderedDict[tuple, cedarpy.Entities] = OrderedDict()
         self._entity_lock = threading.Lock()
         self.transparency = None  # filled on first use by portal.home.transparency
@@ -197,6 +198,16 @@ class PolicyEngine:
 def _policy_set(bodies: dict[str, dict]) -> cedarpy.PolicySet:
     return cedarpy.PolicySet.from_json_str(json.dumps({"staticPolicies": bodies, "templates": {},
                                                        "templateLinks": []}))
+
+
+def _named_types(node) -> set[str]:
+    """Entity types a policy names by id, in its scope or as a literal (any {"type", "id"})."""
+    if isinstance(node, dict):
+        found = {node["type"]} if isinstance(node.get("type"), str) and "id" in node else set()
+        return found.union(*(_named_types(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_named_types(value) for value in node))
+    return set()
 
 
 def _names_action(body: dict, action: str) -> bool:

@@ -16,6 +16,11 @@ from portal.models import Organization, Referral, User
 
 PORTAL = {"type": "Portal", "id": "portal"}
 PORTAL_FACTS = ("Portal",)
+# Types whose entities nothing else refers to (no attribute, no parent is one of them), built from
+# facts whose first item is the type and second the id. Cedar cannot read an id, so two such
+# entities that differ only by id get the same decisions unless a policy names one by its id
+# (PolicyEngine.named_types): decide_each decides each shape of them once.
+LEAF_TYPES = frozenset({"Referral"})
 
 
 def uid(entity_type: str, entity_id) -> dict:
