@@ -245,16 +245,28 @@ def session_text(app, client) -> str:
 
 
 @contextmanager
-def table_missing(app, table: str):
-    """A real database failure on demand: the table is renamed away for the duration."""
+def inserts_refused(app, table: str):
+    """A real database failure on demand: a trigger refuses every insert into `table` as a constraint
+    violation would (not a lost connection, which the portal answers with 503: a bug, answered 500)."""
     engine = app.extensions["portal.db"].engine
     with engine.begin() as conn:
-        conn.execute(text(f'ALTER TABLE "{table}" RENAME TO "{table}_away"'))
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("CREATE FUNCTION canary_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                              "RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation'; END $$"))
+            conn.execute(text(f'CREATE TRIGGER canary_refuse BEFORE INSERT ON "{table}" '
+                              "FOR EACH ROW EXECUTE FUNCTION canary_refuse()"))
+        else:
+            conn.execute(text(f'CREATE TRIGGER canary_refuse BEFORE INSERT ON "{table}" '
+                              "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
     try:
         yield
     finally:
         with engine.begin() as conn:
-            conn.execute(text(f'ALTER TABLE "{table}_away" RENAME TO "{table}"'))
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(f'DROP TRIGGER canary_refuse ON "{table}"'))
+                conn.execute(text("DROP FUNCTION canary_refuse()"))
+            else:
+                conn.execute(text("DROP TRIGGER canary_refuse"))
 
 
 # -- the tests ------------------------------------------------------------------------------------------
@@ -265,11 +277,11 @@ def test_a_database_failure_mid_request_answers_the_error_page_and_keeps_nothing
     world = build_world(canary_app)
     canary = Canary.new("d")
     nurse = signed_in(canary_app, world.nurse)
-    with table_missing(canary_app, "notifications"):
+    with inserts_refused(canary_app, "notifications"):
         failed = post_form(nurse, "/referrals/new", referral_form(world, canary))
     body = failed.get_data(as_text=True)
     assert failed.status_code == 500 and "Something went wrong" in body and 'href="/referrals/new"' in body
-    assert "notifications" not in body and "Traceback" not in body and canary.token not in body.lower()
+    assert "refused by the test" not in body and "Traceback" not in body and canary.token not in body.lower()
     assert count(canary_app, Referral) == 0
     assert [r.name for r in caplog.records if r.exc_info] == ["portal.errors"]
     # and the portal carries on
@@ -387,11 +399,11 @@ def test_canary_reaches_the_receiving_teams_and_nowhere_else(canary_app, databas
                  *(f"/admin/organizations/{o.id}" for o in (world.north, world.hospital, world.provider))]:
         seen.must_not_show("admin", admin.get(path), canaries)
 
-    # -- a real 500 while the canary is in flight: the outbox's table is gone mid-request -------------
+    # -- a real 500 while the canary is in flight: the outbox refuses its rows mid-request -------------
     third = Canary.new("e")
     canaries = (*canaries, third)
     before = count(app, Referral)
-    with table_missing(app, "notifications"):
+    with inserts_refused(app, "notifications"):
         failed = post_form(nurse, "/referrals/new", referral_form(world, third))
     assert failed.status_code == 500 and "Something went wrong" in failed.get_data(as_text=True)
     assert "Traceback" not in failed.get_data(as_text=True)
