@@ -131,3 +131,17 @@ def test_a_referral_named_by_a_policy_is_decided_on_its_own(tmp_path):
     plain_row, named_row = decide_each(staff, ACTIONS, [plain, named], pdp)
     assert plain_row[0].allowed and not any(d.allowed for d in named_row)
     assert PolicyEngine(POLICIES).named_types.isdisjoint({"Referral", "User", "Organization"})
+
+
+def test_the_parsed_graphs_kept_stay_within_their_budget():
+    """However many unlike pages a worker decides, it keeps at most ENTITY_CACHE_ENTITIES entities."""
+    from portal.policy.engine import ENTITY_CACHE_ENTITIES
+    pdp = PolicyEngine(POLICIES)
+    north = org("cvi_team")
+    staff = user(north)
+    for _ in range(60):  # 60 pages of 40 rows from 40 hospitals: ~120 entities a page
+        page = [referral(org("hospital_program"), north) for _ in range(40)]
+        decide_each(staff, ACTIONS, page, pdp)
+    kept = sum(size for _, size in pdp._entity_cache.values())
+    assert kept == pdp._cached_entities <= ENTITY_CACHE_ENTITIES
+    assert len(pdp._entity_cache) >= 10  # and it does keep the recent ones

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import cedarpy
 
-# Parsed entity graphs kept per process, by the facts they were built from.
-ENTITY_CACHE_SIZE = 512
+# Parsed entity graphs kept per process, by the facts they were built from, up to this many
+# entities in all (a parsed entity takes 3 to 4 KB: some 8 MB per worker at most).
+ENTITY_CACHE_ENTITIES = 2048
 # `action "x" in [...]` in the schema: action groups, which per-action slices do not model.
 _ACTION_GROUP_RE = re.compile(r'action\s+"[^"]+"\s+in\b')
 
@@ -102,7 +103,8 @@ class PolicyEngine:
         self.policy_set = _policy_set(bodies)
         self.slices = self._slices(bodies)
         self.named_types = set().union(*(_named_types(body) for body in bodies.values()))
-        self._entity_cache: OrderedDict[tuple, cedarpy.Entities] = OrderedDict()
+        self._entity_cache: OrderedDict[tuple, tuple[cedarpy.Entities, int]] = OrderedDict()
+        self._cached_entities = 0
         self._entity_lock = threading.Lock()
         self.transparency = None  # filled on first use by portal.home.transparency
 
@@ -164,15 +166,19 @@ class PolicyEngine:
         (portal.policy.entities: the facts of the rows). Parsing is most of a decision's cost,
         and one request decides on the same user and resource several times."""
         with self._entity_lock:
-            parsed = self._entity_cache.get(key)
-            if parsed is not None:
+            cached = self._entity_cache.get(key)
+            if cached is not None:
                 self._entity_cache.move_to_end(key)
-                return parsed
-        parsed = self.entities(build())
+                return cached[0]
+        entity_list = build()
+        parsed = self.entities(entity_list)
         with self._entity_lock:
-            self._entity_cache[key] = parsed
-            if len(self._entity_cache) > ENTITY_CACHE_SIZE:
-                self._entity_cache.popitem(last=False)
+            if key not in self._entity_cache:  # another thread may have parsed it meanwhile
+                self._entity_cache[key] = (parsed, len(entity_list))
+                self._cached_entities += len(entity_list)
+            while self._cached_entities > ENTITY_CACHE_ENTITIES:
+                _, (_, size) = self._entity_cache.popitem(last=False)
+                self._cached_entities -= size
         return parsed
 
     def decide(self, principal: dict, action: str, resource: dict, entities) -> Decision:
