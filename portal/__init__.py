@@ -34,7 +34,7 @@ def create_app(config: dict | None = None) -> Flask:
     from portal.releases.views import api as aggregates_api_bp
     from portal.releases.views import bp as aggregates_bp
     from portal.policy import PolicyEngine, PolicyError, gate
-    from portal.web import errors, security
+    from portal.web import errors, input_guard, security
 
     settings = portal_config.load(overrides=config)
     app = Flask(__name__, template_folder=str(portal_config.ROOT / "templates"),
@@ -64,6 +64,7 @@ def create_app(config: dict | None = None) -> Flask:
     csrf.init_app(app)
     security.init_app(app, settings)
     errors.init_app(app)
+    input_guard.init_app(app)
     gate.init_app(app)
     trail.init_app(app)
     notify.init_app(app)

@@ -236,9 +236,10 @@ def protect_series(values: Mapping[str, int], k: int = 11, fixed: Iterable[Stati
                           prefix=f"{prefix}{_SERIES}:", atom_of=_series_atom_of(prefix, atom_of))
     # In one column a row total is its cell and the grand total is the column total; the
     # complementary step keeps each such pair suppressed together.
-    for key in values:
-        assert table[(key, _SERIES)] == table[(key, TOTAL)]
-    assert table[(TOTAL, _SERIES)] == table[(TOTAL, TOTAL)]
+    # An explicit raise, not assert: the invariant must hold under `python -O` too.
+    if any(table[(key, _SERIES)] != table[(key, TOTAL)] for key in values) or \
+            table[(TOTAL, _SERIES)] != table[(TOTAL, TOTAL)]:
+        raise RuntimeError("a one-column table's cells and row totals were suppressed apart")
     out = {key: table[(key, _SERIES)] for key in values}
     out[TOTAL] = table[(TOTAL, TOTAL)]
     return out
