@@ -36,3 +36,17 @@ def test_streamed_leaf_hashes_equal_the_canonical_encoding_of_every_stored_event
         # The bytes themselves, not only their hashes, for one event with every field set.
         assert merkle.leaf_hash(leaf_bytes(stored[0])) == expected[0]
         assert b'"v":1}' in leaf_bytes(stored[0]) and leaf_bytes(stored[0]).isascii()
+
+
+def test_leaf_timestamps_keep_their_text():
+    """UTC, microseconds always written (six digits), a Z; other offsets converted first; the text
+    older checkpoints were signed over, so it may never change."""
+    from datetime import timedelta
+
+    from portal.audit.log import _timestamp
+    assert _timestamp(datetime(2026, 3, 1, 12, 0, 5, tzinfo=timezone.utc)) == "2026-03-01T12:00:05.000000Z"
+    assert _timestamp(datetime(2026, 3, 1, 12, 0, 5, 42, tzinfo=timezone.utc)) == "2026-03-01T12:00:05.000042Z"
+    east = timezone(timedelta(hours=2))
+    assert _timestamp(datetime(2026, 1, 1, 1, 30, tzinfo=east)) == "2025-12-31T23:30:00.000000Z"
+    assert _timestamp(datetime(2026, 1, 1, tzinfo=east)) == \
+        datetime(2026, 1, 1, tzinfo=east).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

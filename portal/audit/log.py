@@ -48,7 +48,10 @@ def canonical_json(value) -> str:
 
 
 def _timestamp(at: datetime) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    at = at.astimezone(timezone.utc)
+    if at.year < 1000:  # strftime does not pad such years everywhere; keep its text for them
+        return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"  # the same text, faster
 
 
 def leaf_bytes(event: AuditEvent) -> bytes:
@@ -80,13 +83,17 @@ def _json(value) -> str:
     return "null" if value is None else _json_string(value)
 
 
-def _leaf_bytes_of_row(seq, at, actor, org, action, rtype, rid, decision, policies, request, detail) -> bytes:
+def _leaf_bytes_of_row(seq, at, actor, org, action, rtype, rid, decision, policies, request, detail,
+                       ids: dict) -> bytes:
     """leaf_bytes from a row's columns, without an ORM object: the same bytes, written out with
-    the keys in canonical_json's sorted order (verifying a million events builds a million)."""
-    return (f'{{"action":{_json(action)},"actor":{_json(str(actor) if actor else None)},'
-            f'"at":{_json_string(_timestamp(at))},"decision":{_json(decision)},"detail":{_json(detail)},'
-            f'"org":{_json(str(org) if org else None)},"policies":{_json(policies)},"request":{_json(request)},'
-            f'"rid":{_json(rid)},"rtype":{_json(rtype)},"seq":{int(seq)!r},"v":{LEAF_VERSION!r}}}').encode("ascii")
+    the keys in canonical_json's sorted order (verifying a million events builds a million).
+    `ids` remembers the text of the few actor and organization ids that recur across the log."""
+    actor_text = ids.get(actor) or ids.setdefault(actor, _json(str(actor) if actor else None))
+    org_text = ids.get(org) or ids.setdefault(org, _json(str(org) if org else None))
+    return (f'{{"action":{_json_string(action)},"actor":{actor_text},"at":{_json_string(_timestamp(at))},'
+            f'"decision":{_json_string(decision)},"detail":{_json_string(detail)},"org":{org_text},'
+            f'"policies":{_json_string(policies)},"request":{_json(request)},"rid":{_json(rid)},'
+            f'"rtype":{_json_string(rtype)},"seq":{int(seq)!r},"v":{LEAF_VERSION!r}}}').encode("ascii")
 
 
 def leaf_hash(event: AuditEvent) -> bytes:
@@ -130,14 +137,14 @@ def iter_leaf_hashes(db: Session, size: int | None = None) -> Iterator[bytes]:
     if size is not None:
         query = query.where(AuditEvent.seq < size)
     result = db.connection().execute(query.execution_options(yield_per=_BATCH))
-    hash_leaf = merkle.leaf_hash
+    hash_leaf, ids = merkle.leaf_hash, {}
     try:
         for row in result:
             seq = row[0]
             if seq != expected:
                 raise AuditError(f"the log has no event {expected}" if seq > expected
                                  else f"event {seq} appears twice")
-            yield hash_leaf(_leaf_bytes_of_row(*row))
+            yield hash_leaf(_leaf_bytes_of_row(*row, ids))
             expected += 1
     finally:
         result.close()  # a server-side cursor on PostgreSQL: close it even when stopping early
