@@ -91,12 +91,11 @@ def login_code():
         outcome = mfa.verify(db, _keyring(), user, form.code.data)
         if outcome.ok:
             db.commit()
-            if outcome is mfa.Outcome.RECOVERY:
-                left = mfa.recovery_codes_left(db, user)
-                response = flow.open_signed_in_session(user, pending.next_url, second_factor=True)
-                flash(f"You signed in with a recovery code; {left} left. Make new ones on your account page.")
-                return response
-            return flow.open_signed_in_session(user, pending.next_url, second_factor=True)
+            response = flow.open_signed_in_session(user, pending.next_url, second_factor=True)
+            if outcome is mfa.Outcome.RECOVERY:  # after the session is opened, so the message survives it
+                flash(f"You signed in with a recovery code; {mfa.recovery_codes_left(db, user)} left. "
+                      "Make new ones on your account page.")
+            return response
         log.info("login code refused user=%s outcome=%s", user.id, outcome.value)
         form.code.errors.append(WRONG_CODE)
         return render_template("auth/login_code.html", form=form), 401
