@@ -339,3 +339,21 @@ def test_operators_commands_are_recorded_as_system_events(app, world):
     assert recorded["system.retention_run"].actor_id is None
     assert json.loads(recorded["system.retention_run"].detail) == {"expired_consents": 0, "purged_referrals": 0}
     assert verify(app).ok
+
+
+def test_sign_in_events_are_recorded_without_the_address(app, world, client):
+    from tests.conftest import csrf_token, login
+    token = csrf_token(client)
+    assert client.post("/login", data={"email": "nobody@example.test", "password": "wrong password x",
+                                       "csrf_token": token}).status_code == 401
+    login(client, world.north_staff.email)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    recorded = [(e.action, e.decision, e.actor_id) for e in events(app) if e.action.startswith("auth.")]
+    assert ("auth.login_failed", "deny", None) in recorded
+    assert ("auth.login", "allow", world.north_staff.id) in recorded
+    assert ("auth.logout", "allow", world.north_staff.id) in recorded
+    login_event = next(e for e in events(app, action="auth.login"))
+    assert json.loads(login_event.detail) == {"second_factor": True, "via": "auth.login_code"}
+    for event in events(app):
+        assert "nobody@example.test" not in leaf_bytes(event).decode()
+        assert world.north_staff.email not in leaf_bytes(event).decode()

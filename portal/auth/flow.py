@@ -17,9 +17,11 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, redirect, session, url_for
+from flask import current_app, flash, redirect, request, session, url_for
 from flask_login import login_user
 
+from portal.audit import trail
+from portal.audit.events import Event
 from portal.auth import mfa, sessions
 from portal.db import get_session
 from portal.models import User
@@ -92,6 +94,7 @@ def start_signed_in_session(user: User, second_factor: bool) -> None:
     db = get_session()
     session.clear()
     sessions.open_session(db, user, second_factor=second_factor)
+    trail.record(Event.LOGIN, user, actor=user, detail={"via": request.endpoint, "second_factor": second_factor})
     db.commit()
     login_user(user)
     log.info("login user=%s second_factor=%s", user.id, second_factor)

@@ -7,6 +7,8 @@ import logging
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from portal.audit import trail
+from portal.audit.events import Event
 from portal.auth import flow, mfa, pages, sessions
 from portal.auth.forms import CodeForm
 from portal.auth.views import WRONG_CODE, WRONG_ENROLL_CODE, bp
@@ -51,6 +53,7 @@ def mfa_enroll(user):
         codes = mfa.confirm_enrollment(db, ring, user, form.code.data)
         if codes is not None:
             sessions.mark_second_factor(db, user.session_token)  # the code was just proved
+            trail.record(Event.SECOND_FACTOR_ENROLLED, user)
             db.commit()
             log.info("second factor enrolled user=%s", user.id)
             return pages.render_recovery_codes(codes, next_url or url_for("auth.mfa_settings"), first_time=True)
@@ -72,6 +75,8 @@ def _proved(user, form: CodeForm) -> bool:
     if not outcome.ok:
         log.info("second factor code refused user=%s outcome=%s endpoint=%s", user.id, outcome.value,
                  request.endpoint)
+        trail.record(Event.SECOND_FACTOR_FAILED, user, allowed=False,
+                     detail={"outcome": outcome.value, "via": request.endpoint})
         form.code.errors.append(WRONG_CODE)
         return False
     sessions.mark_second_factor(db, user.session_token)

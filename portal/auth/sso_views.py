@@ -19,6 +19,8 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField
 from wtforms.validators import DataRequired, Length
 
+from portal.audit import trail
+from portal.audit.events import Event
 from portal.auth import flow, oidc, sso
 from portal.db import get_session, utcnow
 from portal.policy.gate import public
@@ -53,6 +55,8 @@ def _redirect_uri() -> str:
 def _failed(failure: sso.SsoFailure):
     log.info("sso failed code=%s%s provider=%s", failure.code, f" claim={failure.claim}" if failure.claim else "",
              failure.provider_id)
+    trail.record(Event.SSO_LOGIN_FAILED, allowed=False,
+                 detail={"code": failure.code, "provider": str(failure.provider_id) if failure.provider_id else None})
     return render_template("auth/sso_failed.html"), failure.status
 
 

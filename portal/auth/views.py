@@ -11,6 +11,8 @@ from datetime import timedelta
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, logout_user
 
+from portal.audit import trail
+from portal.audit.events import Event
 from portal.auth import flow, mfa, pages, service, sessions
 from portal.auth.forms import CodeForm, LoginForm
 from portal.db import get_session
@@ -60,6 +62,7 @@ def login():
         db = get_session()
         user = service.authenticate(db, form.email.data, form.password.data)
         if user is None:
+            trail.record(Event.LOGIN_FAILED, allowed=False)  # no e-mail: it may name nobody, or a person
             db.commit()  # keep the failed-login count
             log.info("login failed")
             form.password.errors.append(GENERIC_FAILURE)
@@ -97,6 +100,7 @@ def login_code():
                       "Make new ones on your account page.")
             return response
         log.info("login code refused user=%s outcome=%s", user.id, outcome.value)
+        trail.record(Event.SECOND_FACTOR_FAILED, user, allowed=False, actor=user, detail={"outcome": outcome.value})
         form.code.errors.append(WRONG_CODE)
         return render_template("auth/login_code.html", form=form), 401
     return render_template("auth/login_code.html", form=form), 400 if form.errors else 200
@@ -118,6 +122,7 @@ def login_enroll():
     if form.validate_on_submit():
         codes = mfa.confirm_enrollment(db, ring, user, form.code.data)
         if codes is not None:
+            trail.record(Event.SECOND_FACTOR_ENROLLED, user, actor=user)
             db.commit()
             log.info("second factor enrolled user=%s", user.id)
             flow.start_signed_in_session(user, second_factor=True)
@@ -137,6 +142,7 @@ def logout():
     if current_user.is_authenticated:
         db = get_session()
         sessions.close_session(db, current_user.session_token)
+        trail.record(Event.LOGOUT, current_user)
         db.commit()
         log.info("logout user=%s", current_user.id)
     logout_user()
