@@ -86,12 +86,12 @@ def clean_environ() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
 
 
-def portal(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "portal"), *args], env=env, cwd=ROOT, input=stdin, text=True,
-                          capture_output=True, timeout=1800)
+def portal(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "portal"), *args], env=env, cwd=ROOT, text=True, capture_output=True,
+                          timeout=1800)
 
 
-def seed(scratch: Scratch, env: dict, referrals: int, password: str, totp_secret: str) -> None:
+def seed(env: dict, referrals: int, password: str, totp_secret: str) -> None:
     for args in (("db", "upgrade"), ("demo-data", "--referrals", str(referrals))):
         done = portal(env, *args)
         if done.returncode != 0:
@@ -102,7 +102,11 @@ def seed(scratch: Scratch, env: dict, referrals: int, password: str, totp_secret
     from portal.auth import mfa
     from portal.db import get_session
     from portal.models import Organization
-    app = create_app({k: v for k, v in env.items() if k.startswith("PORTAL_") and not k.startswith("PORTAL_DEMO")})
+    outer = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("PORTAL_")}  # only ours count
+    try:
+        app = create_app({k: v for k, v in env.items() if k.startswith("PORTAL_") and not k.startswith("PORTAL_DEMO")})
+    finally:
+        os.environ.update(outer)
     with app.app_context():
         db = get_session()
         north = db.query(Organization).filter_by(name=NORTH).one()
@@ -120,6 +124,14 @@ def org_ids(scratch: Scratch) -> tuple[str, str]:
                                 {"a": NORTH, "b": PROVIDER}).all())
     engine.dispose()
     return str(ids[NORTH]), str(ids[PROVIDER])
+
+
+def referral_ids(scratch: Scratch) -> set[str]:
+    engine = create_engine(scratch.url)
+    with engine.connect() as conn:
+        ids = {str(r) for (r,) in conn.execute(text("SELECT id FROM referrals"))}
+    engine.dispose()
+    return ids
 
 
 # -- the two instances -------------------------------------------------------------------------
@@ -222,8 +234,10 @@ def run_traffic(instances, scratch, shared, password, clock, seconds, recorder, 
     return started, sorted(timeline, key=lambda t: t["at"])
 
 
-def verify(scratch: Scratch, env: dict, checkpoint: Path, creates: dict, accepts: dict) -> tuple[dict, list[str]]:
-    """What the database says about the creates and accepts the clients were told about."""
+def verify(scratch: Scratch, env: dict, checkpoint: Path, creates: dict, accepts: dict,
+           before: set[str]) -> tuple[dict, list[str]]:
+    """What the database says about the creates and accepts the clients were told about, and
+    about the history that was there before."""
     problems, facts = [], {}
     engine = create_engine(scratch.url)
     with engine.connect() as conn:
@@ -242,11 +256,15 @@ def verify(scratch: Scratch, env: dict, checkpoint: Path, creates: dict, accepts
     saved_unanswered = sorted(rid for rid in set(creates) - succeeded if existing[rid])
     twice_told = sorted(rid for rid, who in accepts.items() if len(who) > 1)
     unrecorded = sorted(rid for rid in accepts if accepted_events[rid] != 1)
-    facts.update(creates_attempted=len(creates), creates_succeeded=len(succeeded), creates_lost=len(lost),
-                 saved_but_answer_lost=len(saved_unanswered), accepts_succeeded=len(accepts),
+    history_lost = sorted(rid for rid in before if not existing[rid])
+    facts.update(history_before=len(before), history_lost=len(history_lost), creates_attempted=len(creates),
+                 creates_succeeded=len(succeeded), creates_lost=len(lost), saved_but_answer_lost=len(saved_unanswered),
+                 accepts_succeeded=len(accepts),
                  accepted_twice_in_database=len(doubles), accepted_twice_by_responses=len(twice_told),
                  accept_without_its_event=len(unrecorded), handoffs_in_database=children[0],
                  referrals_handed_off=children[1])
+    if history_lost:
+        problems.append(f"{len(history_lost)} referral(s) of the history before the run are gone: {history_lost[:5]}")
     if lost:
         problems.append(f"{len(lost)} referral(s) created with a success response are missing or doubled: {lost[:5]}")
     if doubles:
@@ -337,7 +355,7 @@ def main(argv=None) -> int:
     try:
         scratch.create()
         t0 = time.monotonic()
-        seed(scratch, setup_env, history, password, totp_secret)
+        seed(setup_env, history, password, totp_secret)
         checkpoint = work / "before.checkpoint"
         done = portal(setup_env, "audit", "checkpoint", "--out", str(checkpoint))
         if done.returncode != 0:
@@ -352,6 +370,7 @@ def main(argv=None) -> int:
         for instance in instances:
             instance.wait_healthy()
         north, provider = org_ids(scratch)
+        before = referral_ids(scratch)
         shared, recorder = traffic.Shared(north, provider), traffic.Recorder()
         creates, accepts = {}, {}
         print(f"two instances on ports {', '.join(str(i.port) for i in instances)}; {seconds:.0f} s of traffic")
@@ -359,7 +378,7 @@ def main(argv=None) -> int:
                                         seconds, recorder, creates, accepts)
         for instance in instances:
             instance.stop()
-        facts, problems = verify(scratch, setup_env, checkpoint, creates, accepts)
+        facts, problems = verify(scratch, setup_env, checkpoint, creates, accepts, before)
         counts, response_problems = judge(recorder.records, timeline, started)
         problems = response_problems + problems
         print_report(counts, recorder.records, timeline, started, facts, problems, seconds)
