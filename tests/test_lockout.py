@@ -202,3 +202,28 @@ def test_successful_sign_in_clears_the_count(app, client, make):
     assert login(client, user.email).status_code == 302
     with app.app_context():
         assert lockout.failures(get_session(), user.email) == 0
+
+
+def test_wrong_second_factor_codes_lock_the_account_too(app, make, client):
+    """Someone who holds the password cannot guess codes without end: wrong codes count toward
+    the same lockout, a locked account's codes are not even checked, and the lock is audited."""
+    import pyotp
+
+    from portal.models import AuditEvent
+    from tests.conftest import totp_code
+    org = make.org("cvi_team")
+    user = make.user(org, "staff", mfa=False)
+    secret = make.enroll(user)
+    token = csrf_token(client)
+    assert client.post("/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token}).status_code == 302
+    for _ in range(10):
+        wrong = client.post("/login/code", data={"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111",
+                                                 "csrf_token": csrf_token(client, "/login/code")})
+        assert wrong.status_code == 401
+    right = client.post("/login/code", data={"code": totp_code(secret), "csrf_token": csrf_token(client, "/login/code")})
+    assert right.status_code == 401  # locked: even the right code is refused until the back-off ends
+    with app.app_context():
+        db = get_session()
+        assert lockout.is_locked(db, user.email)
+        locks = db.scalars(select(AuditEvent).where(AuditEvent.action == "auth.account_locked")).all()
+        assert len(locks) == 1 and locks[0].actor_id == user.id

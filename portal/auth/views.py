@@ -13,7 +13,7 @@ from flask_login import current_user, logout_user
 
 from portal.audit import trail
 from portal.audit.events import Event
-from portal.auth import flow, mfa, pages, service, sessions
+from portal.auth import flow, lockout, mfa, pages, service, sessions
 from portal.auth.forms import CodeForm, LoginForm
 from portal.db import get_session
 from portal.extensions import login_manager
@@ -91,16 +91,24 @@ def login_code():
         return redirect(url_for("auth.login_enroll")) if flow.mfa_required(user) else flow.restart_login(flow.MISSING)
     form = CodeForm()
     if form.validate_on_submit():
-        outcome = mfa.verify(db, _keyring(), user, form.code.data)
+        # Wrong codes count toward the account's lockout like wrong passwords: someone holding the
+        # password cannot guess codes from many addresses. A locked account's code is not checked.
+        locked = lockout.is_locked(db, user.email)
+        outcome = mfa.Outcome.WRONG if locked else mfa.verify(db, _keyring(), user, form.code.data)
         if outcome.ok:
+            lockout.clear(db, user.email)
             db.commit()
             response = flow.open_signed_in_session(user, pending.next_url, second_factor=True)
             if outcome is mfa.Outcome.RECOVERY:  # after the session is opened, so the message survives it
                 flash(f"You signed in with a recovery code; {mfa.recovery_codes_left(db, user)} left. "
                       "Make new ones on your account page.")
             return response
-        log.info("login code refused user=%s outcome=%s", user.id, outcome.value)
-        trail.record(Event.SECOND_FACTOR_FAILED, user, allowed=False, actor=user, detail={"outcome": outcome.value})
+        if not locked:
+            service.record_failure(db, user.email, user)
+        log.info("login code refused user=%s outcome=%s locked=%s", user.id, outcome.value, locked)
+        trail.record(Event.SECOND_FACTOR_FAILED, user, allowed=False, actor=user,
+                     detail={"outcome": outcome.value, "locked": locked})
+        db.commit()  # keep the count (a 4xx response rolls back what is not committed)
         form.code.errors.append(WRONG_CODE)
         return render_template("auth/login_code.html", form=form), 401
     return render_template("auth/login_code.html", form=form), 400 if form.errors else 200
