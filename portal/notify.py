@@ -11,12 +11,12 @@ import smtplib
 from email.message import EmailMessage
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from portal.auth import account_mail, tokens
 from portal.db import utcnow
-from portal.models import AccountToken, Notification, Referral, User
+from portal.models import AccountToken, LinkedIdentity, Notification, Referral, User
 from portal.models.notification import ACCOUNT_KINDS
 from portal.referrals import codes
 
@@ -28,7 +28,11 @@ MAX_ATTEMPTS = 10
 
 
 def enqueue_new_referral(db: Session, referral: Referral) -> None:
-    team = db.scalars(select(User).where(User.organization_id == referral.receiver_org_id, User.active.is_(True)))
+    # Invited but not yet joined (no password, no linked sign-in): the invitation is their only mail.
+    joined = or_(User.password_hash.is_not(None),
+                 exists().where(LinkedIdentity.user_id == User.id))
+    team = db.scalars(select(User).where(User.organization_id == referral.receiver_org_id, User.active.is_(True),
+                                         joined))
     for user in team:
         db.add(Notification(kind="new_referral", recipient_id=user.id, referral_id=referral.id, status="sent"))
 

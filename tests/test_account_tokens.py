@@ -9,6 +9,7 @@ import email.policy
 import hashlib
 import re
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -410,3 +411,22 @@ def test_signed_out_visitor_cannot_reach_the_admin_pages(mail_app, inbox, make):
         assert get_session().scalar(select(func.count()).select_from(User).where(User.email == "plant@evil.test")) == 0
         assert get_session().scalar(select(func.count()).select_from(AccountToken)) == 0
     assert inbox.messages == []
+
+
+def test_an_invited_account_gets_no_referral_mail_until_it_joins(app, make):
+    """Until the invitation is followed, the invitation is the only mail an address receives."""
+    from portal.models import Referral
+    from portal.notify import enqueue_new_referral
+    team = make.org("cvi_team")
+    joined = make.user(team, "staff")
+    with app.app_context():
+        db = get_session()
+        invited_id = admin_service.invite_user(db, app.extensions["portal.keyring"], db.get(Organization, team.id),
+                                               "invited@example.test", "Invited", "staff").id
+        db.commit()
+        referral = Referral(receiver_org_id=team.id)  # only its receiver and id are read
+        referral.id = uuid.uuid4()
+        enqueue_new_referral(db, referral)
+        recipients = {n.recipient_id for n in db.new if isinstance(n, Notification)}
+        db.rollback()
+    assert recipients == {joined.id} and invited_id not in recipients
