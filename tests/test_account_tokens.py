@@ -7,6 +7,7 @@ account -- and an unknown address, which gets the same answer in the same time a
 import email
 import email.policy
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -20,7 +21,7 @@ from portal.admin import service as admin_service
 from portal.auth import lockout, tokens
 from portal.auth.recovery_views import ANSWER_SECONDS
 from portal.db import get_session, utcnow
-from portal.models import AccountToken, Notification, Organization, User
+from portal.models import AccountToken, AuditEvent, Notification, Organization, User
 from portal.notify import deliver_pending
 from tests.conftest import PASSWORD, csrf_token, login, make_test_app
 from tests.test_notifications import Inbox, closed, free_port
@@ -149,6 +150,11 @@ def test_invited_person_follows_the_link_sets_a_password_and_signs_in(mail_app, 
     assert "invited; the link works" not in admin_client.get(f"/admin/organizations/{org.id}").get_data(as_text=True)
     again = follow(mail_app.test_client(), path)
     assert again.status_code == 410 and "already been used" in again.get_data(as_text=True)
+    with mail_app.app_context():  # both in the audit log, by id and reason, never by address
+        events = {e.action: e for e in get_session().scalars(select(AuditEvent))}
+        invitee = get_session().scalar(select(User.id).where(User.email == INVITEE))
+    assert events["auth.invitation_accepted"].actor_id == invitee
+    assert json.loads(events["auth.account_link_refused"].detail) == {"purpose": "invite", "reason": "used"}
 
 
 def test_resend_replaces_the_link(mail_app, inbox, make):

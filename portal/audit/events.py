@@ -15,6 +15,7 @@ class Event(StrEnum):
     ACCOUNT_LOCKED = "auth.account_locked"
     PASSWORD_RESET = "auth.password_reset"
     INVITATION_ACCEPTED = "auth.invitation_accepted"
+    ACCOUNT_LINK_REFUSED = "auth.account_link_refused"  # an invalid, expired or used invitation/reset link
     SSO_LOGIN_FAILED = "auth.sso_failed"
 
     RELEASE_PUBLISHED = "system.release_published"

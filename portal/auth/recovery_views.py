@@ -12,6 +12,8 @@ import time
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 
+from portal.audit import trail
+from portal.audit.events import Event
 from portal.auth import tokens
 from portal.auth.account_mail import LINK_PATHS
 from portal.auth.recovery_forms import ForgotForm, NewPasswordForm
@@ -99,6 +101,8 @@ def new_password():
             db.rollback()
             form.password.errors.append(error.message)
         else:
+            trail.record(Event.INVITATION_ACCEPTED if purpose == tokens.INVITE else Event.PASSWORD_RESET, user,
+                         actor=user)
             db.commit()
             session.pop(LINK, None)
             log.info("password set through a %s link user=%s", purpose, user.id)
@@ -109,5 +113,6 @@ def new_password():
 
 
 def _unusable(error: TokenError, purpose: str | None):
+    trail.record(Event.ACCOUNT_LINK_REFUSED, allowed=False, detail={"reason": error.reason, "purpose": purpose})
     status = 404 if error.reason == tokens.INVALID else 410
     return render_template("auth/link_unusable.html", message=error.message, purpose=purpose), status
