@@ -590,3 +590,41 @@ def test_demo_accounts_sign_in_with_the_demo_secret(app):
     client = app.test_client()
     assert password_step(client, "cvi@demo.test").location == "/login/code"
     assert submit_code(client, "/login/code", totp_code(secret)).location == "/"
+
+
+def test_an_org_admin_resets_a_lost_second_factor(app, make):
+    """Lost phone and lost recovery codes: the org admin resets it, the person's sessions end, and
+    the next sign-in sets up a new authenticator. Nobody else can, and never for oneself."""
+    from portal.models import AuditEvent
+    org = make.org("cvi_team")
+    admin, worker = make.user(org, "org_admin"), make.user(org, "staff")
+    worker_client = app.test_client()
+    assert login(worker_client, worker.email).status_code == 302
+    admin_client = app.test_client()
+    assert login(admin_client, admin.email).status_code == 302
+    page = admin_client.get(f"/admin/organizations/{org.id}").get_data(as_text=True)
+    assert f"/admin/users/{worker.id}/second-factor/reset" in page
+    assert f"/admin/users/{admin.id}/second-factor/reset" not in page  # not for oneself
+
+    for outsider in (make.user(make.org("cvi_team"), "org_admin"), make.user(make.org("police_partner"), "org_admin")):
+        other = app.test_client()
+        login(other, outsider.email)
+        refused = other.post(f"/admin/users/{worker.id}/second-factor/reset", data={"csrf_token": csrf_token(other, "/")})
+        assert refused.status_code == 404
+    assert worker_client.get("/").status_code == 200  # nothing happened yet
+
+    token = csrf_token(admin_client, f"/admin/organizations/{org.id}")
+    done = admin_client.post(f"/admin/users/{worker.id}/second-factor/reset", data={"csrf_token": token})
+    assert done.status_code == 303
+    assert admin_client.post(f"/admin/users/{admin.id}/second-factor/reset",
+                             data={"csrf_token": token}).status_code == 400
+    assert worker_client.get("/").status_code == 302  # the worker's session ended
+    with app.app_context():
+        db = get_session()
+        assert not mfa.is_enrolled(db, db.get(User, worker.id))
+        assert db.scalar(select(func.count()).select_from(UserSession).where(UserSession.user_id == worker.id)) == 0
+        event = db.scalar(select(AuditEvent).where(AuditEvent.action == "auth.second_factor_reset"))
+        assert event.actor_id == admin.id and event.resource_id == str(worker.id)
+    again = app.test_client()
+    step = again.post("/login", data={"email": worker.email, "password": PASSWORD, "csrf_token": csrf_token(again)})
+    assert step.status_code == 302 and step.location.endswith("/login/enroll")

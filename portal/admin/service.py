@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.auth import lockout, tokens
+from portal.auth import lockout, mfa, tokens
 from portal.auth.passwords import hash_password, password_problem
 from portal.auth.service import normalize_email
 from portal.auth.sessions import close_all_sessions
@@ -101,6 +101,17 @@ def unlock_sign_in(db: Session, user: User) -> User:
     """Lift the lockout that repeated failed sign-ins put on this account's address."""
     lockout.clear(db, user.email)
     user.failed_login_count = 0
+    return user
+
+
+def reset_second_factor(db: Session, actor: User, user: User) -> User:
+    """For someone who lost both their authenticator and their recovery codes: the second factor
+    and its recovery codes go, every session of the account ends, and the next sign-in sets up a
+    new one (where the account needs it). Never one's own: that is done from the account page."""
+    if user.id == actor.id:
+        raise ServiceError("Use your account page to change your own two-step sign-in.", "second_factor")
+    mfa.remove(db, user)
+    close_all_sessions(db, user)
     return user
 
 

@@ -10,7 +10,9 @@ from wtforms import SelectChoice
 
 from portal.admin import service
 from portal.admin.forms import KIND_LABELS, ROLE_LABELS, ActiveForm, OrganizationForm, RoleForm, UserForm, ZoneForm
-from portal.auth import lockout, sso, tokens
+from portal.audit import trail
+from portal.audit.events import Event
+from portal.auth import lockout, mfa, sso, tokens
 from portal.db import get_session
 from portal.errors import ServiceError
 from portal.models import Organization, User, Zone
@@ -174,6 +176,17 @@ def unlock_sign_in(user, user_id):
     return _account_action(user, lambda db: service.unlock_sign_in(db, user), "Sign-in is unlocked for this account.")
 
 
+@bp.post("/users/<uuid:user_id>/second-factor/reset")
+@require(Action.USER_MANAGE, load=load_user)
+def reset_second_factor(user, user_id):
+    """For someone who lost their authenticator and their recovery codes; their sessions end."""
+    def reset(db):
+        service.reset_second_factor(db, current_user, user)
+        trail.record(Event.SECOND_FACTOR_RESET, user)
+    return _account_action(user, reset, "Two-step sign-in is reset: the account sets up a new authenticator "
+                                        "at its next sign-in, and every session of it has ended.")
+
+
 def _account_action(user, change, done: str):
     """A one-button change (the CSRF check has passed globally): do it, then back to the list."""
     db = get_session()
@@ -215,4 +228,5 @@ def _row(user: User) -> dict:
             "last_login_at": user.last_login_at, "is_self": user.id == current_user.id,
             "invitation": tokens.invitation_status(get_session(), user),
             "locked": user.failed_login_count >= lockout.THRESHOLD,
+            "second_factor": mfa.is_enrolled(get_session(), user),
             "can_manage": user.id != current_user.id and decide(current_user, Action.USER_MANAGE, user).allowed}

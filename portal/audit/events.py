@@ -12,6 +12,7 @@ class Event(StrEnum):
     LOGOUT = "auth.logout"
     SECOND_FACTOR_FAILED = "auth.second_factor_failed"
     SECOND_FACTOR_ENROLLED = "auth.second_factor_enrolled"
+    SECOND_FACTOR_RESET = "auth.second_factor_reset"  # by an admin, for someone who lost it
     ACCOUNT_LOCKED = "auth.account_locked"
     PASSWORD_RESET = "auth.password_reset"
     INVITATION_ACCEPTED = "auth.invitation_accepted"
