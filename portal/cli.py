@@ -277,14 +277,19 @@ def retention_run():
     from portal.db import utcnow
     from portal.policy import engine
     from portal.referrals import service
+    from portal.auth import lockout, tokens
     from portal.referrals.maintenance import run_retention
     session, config = _db(), current_app.config["PORTAL"]
     with click.progressbar(length=0, label="retention", file=sys.stderr) as bar:
         done = run_retention(session, lambda: service.Context(session, _keyring(), engine(), None),
                              config.retention_days, utcnow(), progress=bar.update)
+    done["pruned_links"], done["pruned_throttles"] = tokens.prune(session, utcnow()), lockout.prune(session, utcnow())
+    session.commit()
     _record_system(Event.RETENTION_RUN, detail=done)
     click.echo(f"{done['expired_consents']} expired consent(s) ended; "
-               f"{done['purged_referrals']} closed referral(s) purged of personal fields")
+               f"{done['purged_referrals']} closed referral(s) purged of personal fields; "
+               f"{done['pruned_links']} dead sign-in link(s) and {done['pruned_throttles']} stale lockout counter(s) "
+               "deleted")
 
 
 @cli.group()

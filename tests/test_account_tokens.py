@@ -436,3 +436,16 @@ def test_an_invited_account_gets_no_referral_mail_until_it_joins(app, make):
         recipients = {n.recipient_id for n in db.new if isinstance(n, Notification)}
         db.rollback()
     assert recipients == {joined.id} and invited_id not in recipients
+
+
+def test_retention_deletes_links_dead_for_a_month(app, make):
+    user = make.user(make.org("city_office"))
+    with app.app_context():
+        db = get_session()
+        tokens.issue(db, app.extensions["portal.keyring"], db.get(User, user.id), tokens.RESET,
+                     now=utcnow() - timedelta(days=40))
+        fresh = tokens.issue(db, app.extensions["portal.keyring"], db.get(User, user.id), tokens.RESET)
+        db.commit()
+        assert tokens.prune(db, utcnow()) == 1
+        db.commit()
+        assert tokens.find(db, fresh, tokens.RESET).user_id == user.id

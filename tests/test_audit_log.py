@@ -337,7 +337,8 @@ def test_operators_commands_are_recorded_as_system_events(app, world):
     recorded = {e.action: e for e in events(app) if e.action.startswith("system.")}
     assert set(recorded) == {"system.retention_run", "system.keys_rotated"}
     assert recorded["system.retention_run"].actor_id is None
-    assert json.loads(recorded["system.retention_run"].detail) == {"expired_consents": 0, "purged_referrals": 0}
+    assert json.loads(recorded["system.retention_run"].detail) == {"expired_consents": 0, "purged_referrals": 0,
+                                                                   "pruned_links": 0, "pruned_throttles": 0}
     assert verify(app).ok
 
 

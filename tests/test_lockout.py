@@ -227,3 +227,20 @@ def test_wrong_second_factor_codes_lock_the_account_too(app, make, client):
         assert lockout.is_locked(db, user.email)
         locks = db.scalars(select(AuditEvent).where(AuditEvent.action == "auth.account_locked")).all()
         assert len(locks) == 1 and locks[0].actor_id == user.id
+
+
+def test_retention_forgets_guesses_at_unknown_addresses_but_not_an_accounts_count(app, make):
+    org = make.org("city_office")
+    user = make.user(org)
+    long_ago = utcnow() - timedelta(days=3)
+    with app.app_context():
+        db = get_session()
+        for email in (user.email, "nobody@example.test"):
+            lockout.record_failure(db, email, long_ago)
+        lockout.record_failure(db, "recent@example.test")
+        db.commit()
+        assert lockout.prune(db, utcnow()) == 1
+        db.commit()
+        assert lockout.failures(db, user.email) == 1  # consecutive failures keep adding up
+        assert lockout.failures(db, "nobody@example.test") == 0
+        assert lockout.failures(db, "recent@example.test") == 1

@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.db import utcnow
-from portal.models import LoginThrottle
+from portal.models import LoginThrottle, User
 
 THRESHOLD = 10
 HARD_LIMIT = 100
@@ -82,3 +82,15 @@ def clear(db: Session, email: str) -> None:
     """After a successful sign-in, a password reset or an administrator's unlock."""
     db.execute(delete(LoginThrottle).where(LoginThrottle.key_hash == key_for(email)))
 
+
+
+def prune(db: Session, now: datetime, quiet: timedelta = timedelta(days=1)) -> int:
+    """Forget the counters of addresses that are no account's and have been quiet a day: they
+    only ever held an attacker's guesses. An account's counter stays, so its consecutive failures
+    keep adding up to the hard limit however slowly they come."""
+    accounts = {key_for(email) for email in db.scalars(select(User.email))}
+    stale = [key for key in db.scalars(select(LoginThrottle.key_hash).where(LoginThrottle.updated_at < now - quiet))
+             if key not in accounts]
+    for start in range(0, len(stale), 500):
+        db.execute(delete(LoginThrottle).where(LoginThrottle.key_hash.in_(stale[start:start + 500])))
+    return len(stale)

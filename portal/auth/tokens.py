@@ -182,3 +182,8 @@ def _well_formed(raw: str | None) -> bool:
         return len(base64.urlsafe_b64decode(raw + "=")) == TOKEN_BYTES
     except (binascii.Error, ValueError):
         return False
+
+
+def prune(db: Session, now: datetime, kept: timedelta = timedelta(days=30)) -> int:
+    """Delete links that stopped working more than `kept` ago (used, revoked or expired alike)."""
+    return db.execute(delete(AccountToken).where(AccountToken.expires_at < now - kept)).rowcount
