@@ -17,7 +17,8 @@ from pathlib import Path
 import cedarpy
 
 # Parsed entity graphs kept per process, by the facts they were built from, up to this many
-# entities in all (a parsed entity takes 3 to 4 KB: some 8 MB per worker at most).
+# entities in all (a parsed entity takes 3 to 4 KB: some 8 MB per worker at most); the oldest
+# parsed go first.
 ENTITY_CACHE_ENTITIES = 2048
 # `action "x" in [...]` in the schema: action groups, which per-action slices do not model.
 _ACTION_GROUP_RE = re.compile(r'action\s+"[^"]+"\s+in\b')
@@ -165,11 +166,9 @@ class PolicyEngine:
         """The parsed entities of `build()`, kept by `key`, which must determine them entirely
         (portal.policy.entities: the facts of the rows). Parsing is most of a decision's cost,
         and one request decides on the same user and resource several times."""
-        with self._entity_lock:
-            cached = self._entity_cache.get(key)
-            if cached is not None:
-                self._entity_cache.move_to_end(key)
-                return cached[0]
+        cached = self._entity_cache.get(key)  # one dict lookup: safe without the lock
+        if cached is not None:
+            return cached[0]
         entity_list = build()
         parsed = self.entities(entity_list)
         with self._entity_lock:
