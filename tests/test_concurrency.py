@@ -12,7 +12,7 @@ from portal.referrals.inputs import parse_referral
 from tests.referral_world import build_world
 
 
-def _send(app, world) -> uuid.UUID:
+def _send(app, world, also=()) -> uuid.UUID:
     with app.app_context():
         db = get_session()
         nurse = db.get(User, world.nurse.id)
@@ -20,7 +20,7 @@ def _send(app, world) -> uuid.UUID:
         data = parse_referral({
             "receiver_org_id": str(world.north.id), "person": {"preferred_name": "P", "phone": "5552345678"},
             "age_band": "25_34", "zone": "N1", "reason": "assault", "services": ["care_management"],
-            "consent": {"method": "written", "recipient_org_ids": [str(world.north.id)],
+            "consent": {"method": "written", "recipient_org_ids": [str(world.north.id), *map(str, also)],
                         "data_categories": ["contact"]}}, ctx.now)
         referral = service.create_referral(ctx, data)
         db.commit()
@@ -40,7 +40,10 @@ def _race(app, referral_id, steps):
             ctx = service.Context(db, app.extensions["portal.keyring"], app.extensions["portal.pdp"], actor)
             loaded.wait(timeout=10)  # both hold version 1 of the row before either writes
             try:
-                service.transition(ctx, referral, verb, **kwargs)
+                if verb == "handoff":
+                    service.handoff(ctx, referral, **kwargs)
+                else:
+                    service.transition(ctx, referral, verb, **kwargs)
                 db.commit()
                 results[index] = "won"
             except ConflictError as error:
@@ -83,3 +86,20 @@ def test_exactly_one_of_two_concurrent_transitions_wins(pg_app, second):
             changes = db.query(ReferralEvent).filter(ReferralEvent.referral_id == referral_id,
                                                      ReferralEvent.from_status.is_not(None)).count()
             assert changes == 1
+
+
+@pytest.mark.postgres_only
+def test_two_concurrent_handoffs_make_one_child(pg_app):
+    """Two workers hand the same referral to the provider at once: one child, one clear conflict;
+    and a second handoff to an organization that already has it open is refused."""
+    app = pg_app
+    world = build_world(app)
+    referral_id = _send(app, world, also=[world.provider.id])
+    assert _race(app, referral_id, [(world.north_staff.id, "accept", {})]) == ["won"]
+    results = _race(app, referral_id, [(world.north_staff.id, "handoff", {"receiver_org_id": world.provider.id}),
+                                       (world.north_admin.id, "handoff", {"receiver_org_id": world.provider.id})])
+    assert sorted(r == "won" for r in results) == [False, True], results
+    assert _race(app, referral_id, [(world.north_admin.id, "handoff", {"receiver_org_id": world.provider.id})]) \
+        == ["This referral is already with that organization."]
+    with app.app_context():
+        assert get_session().query(Referral).filter(Referral.parent_id == referral_id).count() == 1

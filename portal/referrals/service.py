@@ -196,6 +196,11 @@ def handoff(ctx: Context, referral: Referral, receiver_org_id: uuid.UUID,
     """
     if referral.status not in WORKING_STATUSES:
         raise ConflictError("Only a referral your team is working can be handed off.")
+    if any(c.receiver_org_id == receiver_org_id and c.status in codes.OPEN_STATUSES for c in referral.children):
+        raise ConflictError("This referral is already with that organization.")
+    # A handoff changes the referral (its version), so of two racing handoffs only one is made.
+    referral.updated_at = ctx.now
+    _flush(ctx)
     consent = referral.consent
     if new_consent is not None:
         new_consent.recipient_org_ids = sorted({*new_consent.recipient_org_ids, receiver_org_id})
