@@ -40,9 +40,10 @@ ENDPOINT_LIMITS: dict[str, tuple[str, str, list[str] | None]] = {
     "recovery.invitation": ("60 per minute", BY_ADDRESS, None),   # following a link from a mail
     "recovery.reset": ("60 per minute", BY_ADDRESS, None),
     "recovery.new_password": ("30 per minute", BY_ADDRESS, ["POST"]),
-    "sso.choose": ("30 per minute", BY_ADDRESS, ["POST"]),
-    "sso.start": ("30 per minute", BY_ADDRESS, None),      # each start writes a pending sign-in row
-    "sso.callback": ("60 per minute", BY_ADDRESS, None),
+    # A hospital's shift signs in from one address at once; each start writes a pending row.
+    "sso.choose": ("60 per minute", BY_ADDRESS, ["POST"]),
+    "sso.start": ("120 per minute", BY_ADDRESS, None),
+    "sso.callback": ("120 per minute", BY_ADDRESS, None),
 }
 API_PREFIX = "/api/"
 # One budget for the whole API. Signed in it is the account's own, whatever network it comes from.
