@@ -29,7 +29,8 @@ HOSPITALS = (("Mercy General HVIP", 30), ("County Trauma Center HVIP", 25), ("St
 PROVIDERS = ("Harbor Behavioral Health", "Second Chance Housing", "Workforce Bridge", "Family Counseling Center",
              "Youth Mentoring Alliance", "Legal Aid Partners", "Recovery Network", "Education Pathways")
 # role → how many per organization kind
-STAFFING = {"hospital_program": {"staff": 12, "org_admin": 1}, "cvi_team": {"staff": 10, "supervisor": 2, "org_admin": 1},
+STAFFING = {"hospital_program": {"staff": 12, "org_admin": 1},
+            "cvi_team": {"staff": 10, "supervisor": 2, "org_admin": 1},
             "service_provider": {"staff": 4, "org_admin": 1}, "city_office": {"staff": 3, "org_admin": 1},
             "police_partner": {"staff": 2}}
 DOMAIN = "bench.test"
@@ -60,7 +61,8 @@ class State:
 
     @property
     def audit_key_file(self) -> Path:
-        return self._file("audit-signing-key.pem", lambda: checkpoint.private_key_pem(checkpoint.generate_private_key()))
+        return self._file("audit-signing-key.pem",
+                          lambda: checkpoint.private_key_pem(checkpoint.generate_private_key()))
 
     @property
     def credentials(self) -> dict:
@@ -92,9 +94,11 @@ def build(db: Session, ring: KeyRing, rng: random.Random, credentials: dict) -> 
     weights = [1 / (rank + 1) ** 0.7 for rank in range(len(zones))]
     rng.shuffle(weights)
     orgs = {}
-    for i, (area, pair) in enumerate((a, zones[6 * k + j:6 * k + j + 2]) for k, a in enumerate(AREAS) for j in (0, 2, 4)):
-        orgs[f"{area} Peace Team {i % 3 + 1}"] = service.create_organization(
-            db, f"{area} Peace Team {i % 3 + 1}", "cvi_team", [z.id for z in pair])
+    for k, area in enumerate(AREAS):
+        for n, j in enumerate((0, 2, 4), start=1):  # three teams an area, two zones each
+            name = f"{area} Peace Team {n}"
+            orgs[name] = service.create_organization(db, name, "cvi_team",
+                                                     [z.id for z in zones[6 * k + j:6 * k + j + 2]])
     for name, _ in HOSPITALS:
         orgs[name] = service.create_organization(db, name, "hospital_program", [z.id for z in zones])
     for i, name in enumerate(PROVIDERS):

@@ -212,10 +212,15 @@ def _report(name: str, result: dict, failures: Failures) -> None:
 
 # -- commands ----------------------------------------------------------------------------------
 def portal_command(env: dict, *args: str) -> tuple[float, str, int]:
+    """(seconds, what it printed on stdout and then stderr, exit status) of one `portal` command."""
     started = time.perf_counter()
     done = subprocess.run([str(BIN / "portal"), *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
                           text=True)
     return round(time.perf_counter() - started, 2), done.stdout + done.stderr, done.returncode
+
+
+def _last_line(output: str, marker: str) -> str:
+    return next((line for line in reversed(output.splitlines()) if marker in line), "")
 
 
 def commands(env: dict, database_url: str, failures: Failures) -> dict:
@@ -223,11 +228,12 @@ def commands(env: dict, database_url: str, failures: Failures) -> dict:
     engine = create_engine(database_url)
     with engine.connect() as conn:
         events = conn.scalar(text("SELECT size FROM audit_head"))
+        # Referrals still holding details that retention must shred: under an expired consent, or
+        # closed longer than the retention period (portal/referrals/maintenance.py's two rules).
         due = conn.scalar(text(
-            "SELECT count(*) FROM referrals r JOIN consents c ON c.id = r.consent_id WHERE "
-            "(c.revoked_at IS NULL AND c.expires_at <= now()) OR (r.status IN ('declined','completed','cancelled') "
-            "AND r.closed_at < now() - make_interval(days => :d) AND (r.personal_enc IS NOT NULL OR "
-            "r.note_enc IS NOT NULL OR r.personal_purged_at IS NULL))"),
+            "SELECT count(*) FROM referrals r JOIN consents c ON c.id = r.consent_id WHERE r.personal_purged_at IS NULL "
+            "AND ((c.revoked_at IS NULL AND c.expires_at <= now()) OR (r.status IN ('declined','completed','cancelled') "
+            "AND r.closed_at < now() - make_interval(days => :d)))"),
             {"d": int(env.get("PORTAL_RETENTION_DAYS", 180))})
         purged_before = conn.scalar(text("SELECT count(*) FROM referrals WHERE personal_purged_at IS NOT NULL"))
     startup, _, _ = portal_command(env, "audit", "public-key")
@@ -239,6 +245,7 @@ def commands(env: dict, database_url: str, failures: Failures) -> dict:
     with engine.connect() as conn:
         purged = conn.scalar(text("SELECT count(*) FROM referrals WHERE personal_purged_at IS NOT NULL")) - purged_before
     engine.dispose()
+    failures.check(purged >= due, f"retention purged {purged} referrals of the {due} that were due")
     print(f"  retention run    {purged:,} referrals purged ({due:,} were due) in {retention_s} s: exit {code}",
           flush=True)
     after_s, after_out, code = portal_command(env, "audit", "verify")
@@ -246,7 +253,7 @@ def commands(env: dict, database_url: str, failures: Failures) -> dict:
                    f"portal audit verify after retention failed: {after_out[-500:]}")
     return {"startup_s": startup, "verify": {"events": events, "seconds": verify_s, "output": output.strip()[-400:]},
             "retention": {"due": due, "purged": purged, "seconds": retention_s,
-                          "output": retention_out.strip().splitlines()[-1:] if retention_out.strip() else []},
+                          "output": _last_line(retention_out, "expired consent")},
             "verify_after_retention": {"seconds": after_s, "ok": code == 0}}
 
 

@@ -1,0 +1,106 @@
+"""What the indexes this benchmark recommends would change, measured and rolled back.
+
+    python bench/indexes.py [--database-url URL]
+
+Index changes belong in a reviewed migration, not here: this script builds each candidate
+inside a transaction, times the portal's own queries with and without it (same code as
+bench/aggregates.py and portal/referrals/queries.py), and rolls the transaction back, so the
+database is left exactly as it was. It prints a table and writes bench/results/indexes.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from bench import aggregates, generate  # noqa: E402
+
+CANDIDATES = {
+    "inbox": "CREATE INDEX ix_referrals_inbox_open ON referrals (receiver_org_id, "
+             "(CASE WHEN urgency = 'urgent' THEN 0 ELSE 1 END), created_at DESC) "
+             "WHERE status IN ('sent', 'accepted', 'in_progress', 'on_hold')",
+    "created_at": "CREATE INDEX ix_referrals_created_at ON referrals (created_at)",
+}
+
+
+def _p95(work, repeats: int) -> float:
+    return aggregates._timed(work, repeats, budget_s=20)["p95_ms"]
+
+
+def workloads(db, user, today) -> dict:
+    """The queries the candidates are meant for, as the portal runs them."""
+    from portal.dashboards import queries as dash
+    from portal.referrals import queries
+    from portal.releases import publish
+    from portal.releases import queries as release_queries
+    ref = dash.reference(db)
+    window = dash.Filters(today - timedelta(days=83), today, "week")
+    quarter = publish.quarter_of((today.replace(day=1) - timedelta(days=100)).strftime("%Y-%m"))
+    months = publish.quarter_months(quarter)
+    first, end = publish.month_start(months[0]), publish.month_end(months[-1])
+
+    def inbox():
+        db.expunge_all()
+        queries.inbox(db, user, None)
+    jobs = {"inbox (50 rows, busiest team)": inbox}
+    for slug in dash.TABLES:
+        jobs[f"city {slug} (default window)"] = lambda slug=slug: dash.build_table(db, window, ref, slug)
+    jobs[f"publication atom counts {quarter}"] = lambda: release_queries.atom_counts(db, first, end)
+    jobs[f"publication median days {quarter}"] = lambda: release_queries.days_to_first_contact(db, first, end)
+    return jobs
+
+
+def measure(url: str, repeats: int) -> dict:
+    from portal.db import Database, utcnow
+    from portal.models import User
+    from bench.run import cast
+    people = cast(url)
+    database = Database(url)
+    today = utcnow().date()
+    results: dict = {"candidates": CANDIDATES, "p95_ms": {}}
+    with database.engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            db = Session(bind=conn)
+            user = db.get(User, people["members"][0][0])
+            results["p95_ms"]["without"] = {name: _p95(job, repeats) for name, job in workloads(db, user, today).items()}
+            built = {}
+            for name, ddl in CANDIDATES.items():
+                started = time.perf_counter()
+                conn.execute(text(ddl))
+                built[name] = round(time.perf_counter() - started, 1)
+            conn.execute(text("ANALYZE referrals"))
+            results["build_s"] = built
+            results["p95_ms"]["with"] = {name: _p95(job, repeats) for name, job in workloads(db, user, today).items()}
+        finally:
+            transaction.rollback()  # the database is left as it was
+    database.dispose()
+    return results
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=generate.DEFAULT_URL)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "indexes.json")
+    args = parser.parse_args(argv)
+    results = measure(args.database_url, args.repeats)
+    print("| query | p95 ms without | p95 ms with the indexes |\n|---|---|---|")
+    for name, before in results["p95_ms"]["without"].items():
+        print(f"| {name} | {before} | {results['p95_ms']['with'][name]} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
