@@ -272,6 +272,14 @@ def rows(result: dict) -> list[tuple]:
                     ("a", f"{page}: baseline p50 / p95 ms", f"{base['p50_ms']} / {base['p95_ms']}", "", None),
                     ("a", f"{page}: portal ÷ baseline throughput", ratio, f">= {GOALS['ratio']}",
                      ratio is not None and ratio >= GOALS["ratio"])]
+            if portal.get("counted"):
+                out.append(("a", f"{page}: rows on every page (min–max)",
+                            f"{portal['counted']['min']}–{portal['counted']['max']}", "", None))
+    policy = result.get("policy")  # item b, measured by bench/policy_bench.py and read from its results
+    for row in (policy or {}).get("rows", []):
+        out.append(("b", f"{row['engine']}: {row['mode']}, p50 µs a decision", row["p50_us"],
+                    f"<= {row['goal_us']}" if row.get("goal_us") else "",
+                    row.get("goal_met") if row.get("goal_us") else None))
     agg = result.get("aggregates", {})
     for entry in agg.get("city", []):
         out.append(("c", f"city {entry['table']} ({entry['window']}) p95 ms [naive {entry['naive']['p95_ms']}]",
@@ -365,6 +373,9 @@ def run(args) -> int:
             result["generation"] = json.loads(state.manifest_path(make_url(url).database).read_text())
             print(f"reusing {make_url(url).database}: {result['generation']['rows']['referrals']:,} referrals, "
                   f"generated {result['generation']['now']}", flush=True)
+            if result["generation"].get("measured_at"):
+                print(f"  note: an earlier run ({result['generation']['measured_at']}) already purged the retention "
+                      "backlog and added referrals; --regenerate for a clean run", flush=True)
         result["machine"] = machine(url)
         env = {**state.environment(url), "PORTAL_SESSION_IDLE_MINUTES": "1440", "PORTAL_LOG_LEVEL": "WARNING"}
         if (redis := redis_url()) is not None:
@@ -397,12 +408,19 @@ def run(args) -> int:
 
         print("items d, e: audit verify and retention", flush=True)
         result["commands"] = commands(env, url, failures)
+        manifest = state.manifest_path(make_url(url).database)
+        if manifest.exists():  # this database is no longer as generated: say so to the next run
+            manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "measured_at": result["started_at"]},
+                                           indent=2))
     finally:
         if args.smoke and not args.keep:
             drop_database(url)
             if args.scratch_state:
                 shutil.rmtree(args.state_dir, ignore_errors=True)
     result["failures"] = failures
+    policy = ROOT / "bench" / "results" / "policy.json"
+    if not args.smoke and policy.exists():  # item b is bench/policy_bench.py's; shown here with the rest
+        result["policy"] = {"file": str(policy.relative_to(ROOT)), **json.loads(policy.read_text())}
     result["table"] = print_table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str))
