@@ -111,7 +111,7 @@ def test_declined_consent_sends_nothing(app, world):
     ({"services": ["mind_reading"]}, "services", "Not one of the allowed choices"),
     ({"reason": "robbery"}, "reason", "Not one of the allowed choices"),
     ({"person.phone": "call me maybe"}, "person.phone", "Enter a phone number"),
-    ({"person.preferred_name": "Tav\x00on"}, "person.preferred_name", "control characters"),
+    ({"person.preferred_name": "Tav\x07on"}, "person.preferred_name", "control characters"),  # NUL: test_input_guard
     ({"note": "x" * 281}, "note", "at most 280"),
     ({"person.preferred_name": "  "}, "person.preferred_name", "required"),
 ])
