@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 import uuid
 from urllib.parse import urlsplit
 
 import pyotp
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
@@ -269,3 +271,28 @@ def login_as(client, make):
         return user
 
     return _login
+
+
+# -- a real SMTP server on loopback (aiosmtpd) ---------------------------------------------------
+class Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, envelope.content.decode("utf-8", "replace")))
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()

@@ -14,7 +14,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from portal.admin import service as admin_service
@@ -23,23 +22,14 @@ from portal.auth.recovery_views import ANSWER_SECONDS
 from portal.db import get_session, utcnow
 from portal.models import AccountToken, AuditEvent, Notification, Organization, User
 from portal.notify import deliver_pending
-from tests.conftest import PASSWORD, csrf_token, login, make_test_app
-from tests.test_notifications import Inbox, closed, free_port
+from tests.conftest import PASSWORD, csrf_token, free_port, login, make_test_app
+from tests.test_notifications import closed
 
 BASE = "https://portal.example"
 NEW_PASSWORD = "tangerine kettle orbit 42"
 INVITEE = "new.person@example.test"
 INVITEE_NAME = "Ngozi Adeyemi-Whitfield"
 LINK = re.compile(r"https://portal\.example(/invitation|/password/reset)\?token=([A-Za-z0-9_-]{43})")
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from portal.db import get_session, utcnow
 from portal.models import AuditEvent, AuditHead
 from tests.conftest import make_test_app
 from tests.referral_world import build_world
-from tests.test_notifications import smtp  # noqa: F401 — the real SMTP server fixture
 from tests.test_referrals import NAME, NOTE, PHONE, act, form, send, sign_in
 
 KEY = cp.generate_private_key()

@@ -30,17 +30,15 @@ from email import message_from_string, policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import MetaData, create_engine, func, select, text
 
 from portal.crypto import generate_key_entry
 from portal.dashboards.queries import TABLES as DASHBOARD_TABLES
 from portal.db import get_session
 from portal.models import Consent, ContactAttempt, Organization, Referral, User, Zone
-from tests.conftest import KEK, SECRET, csrf_token, login, make_test_app
+from tests.conftest import KEK, SECRET, Inbox, csrf_token, login, make_test_app
 from tests.referral_world import World, build_world
 from tests.test_crawl import NO_SUCH_ID, Crawled, crawl
-from tests.test_notifications import Inbox, free_port
 from tests.test_referrals import form
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,15 +115,6 @@ class Seen:
 
 
 # -- the running world -------------------------------------------------------------------------------
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
-
-
 @pytest.fixture
 def canary_app(database_url, tmp_path, smtp, app):
     """The portal with a real mail server; `app` (tests/conftest.py) empties the tables afterwards."""

@@ -189,7 +189,7 @@ def test_redis_storage_is_one_budget_for_two_workers(database_url, tmp_path, app
 def test_a_redis_outage_does_not_lock_anyone_out(database_url, tmp_path, app, make, caplog):
     """With Redis unreachable the portal keeps answering -- each process counts in its own memory
     meanwhile -- and still refuses the 61st attempt from one address."""
-    from tests.test_notifications import free_port
+    from tests.conftest import free_port
     down = make_test_app(database_url, tmp_path, PORTAL_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     try:
         user = make.user(make.org("city_office"))

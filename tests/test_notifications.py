@@ -1,40 +1,14 @@
 """E-mail notifications with a real SMTP server on loopback (aiosmtpd)."""
-import socket
 import uuid
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from portal.db import get_session
 from portal.models import Notification
-from tests.conftest import login, make_test_app
+from tests.conftest import free_port, login, make_test_app
 from tests.referral_world import build_world
 from tests.test_referrals import NAME, NOTE, PHONE_E164, act, form, send
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, envelope.content.decode("utf-8", "replace")))
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
 
 
 @pytest.fixture

@@ -8,27 +8,16 @@ import re
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import path_of, sign_in
 from tests.browser.test_accessibility import blocking_violations, describe
-from tests.conftest import PASSWORD, _empty_all_tables, make_test_app
-from tests.test_notifications import Inbox, free_port
+from tests.conftest import PASSWORD, Inbox, _empty_all_tables, make_test_app
 
 BASE = "https://portal.example"
 NEW_PASSWORD = "lanterns over the harbour"
 LINK = re.compile(r"https://portal\.example(/password/reset\?token=[A-Za-z0-9_-]{43})")
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
 
 
 @pytest.fixture
