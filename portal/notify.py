@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from contextlib import contextmanager
 from email.message import EmailMessage
 
 from flask import current_app
@@ -78,6 +79,17 @@ def _sent(db: Session, notification: Notification) -> None:
         tokens.mail_sent(db.get(AccountToken, notification.account_token_id))  # only the hash remains
 
 
+@contextmanager
+def smtp_connection(smtp: dict):
+    """A connection to the configured mail server, upgraded and logged in as configured."""
+    with smtplib.SMTP(smtp["host"], smtp["port"], timeout=10) as server:
+        if smtp["starttls"]:
+            server.starttls()
+        if smtp["username"]:
+            server.login(smtp["username"], smtp["password"] or "")
+        yield server
+
+
 def deliver_pending(db: Session, config, limit: int = 100) -> tuple[int, int]:
     """Send what waits in the outbox; returns (sent, failed). Never raises for a mail failure."""
     smtp = config.smtp
@@ -90,11 +102,7 @@ def deliver_pending(db: Session, config, limit: int = 100) -> tuple[int, int]:
         return 0, 0
     sent = failed = 0
     try:
-        with smtplib.SMTP(smtp["host"], smtp["port"], timeout=10) as server:
-            if smtp["starttls"]:
-                server.starttls()
-            if smtp["username"]:
-                server.login(smtp["username"], smtp["password"] or "")
+        with smtp_connection(smtp) as server:
             for notification in pending:
                 recipient = db.get(User, notification.recipient_id)
                 notification.attempts += 1

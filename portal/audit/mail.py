@@ -4,6 +4,8 @@ from __future__ import annotations
 import smtplib
 from email.message import EmailMessage
 
+from portal.notify import smtp_connection
+
 
 class WitnessMailError(Exception):
     pass
@@ -24,11 +26,7 @@ def send_checkpoint(config, address: str, signed_text: str, size: int) -> None:
     message.add_attachment(signed_text.encode("utf-8"), maintype="text", subtype="plain",
                            filename=f"audit-checkpoint-{size}.txt")
     try:
-        with smtplib.SMTP(smtp["host"], smtp["port"], timeout=10) as server:
-            if smtp["starttls"]:
-                server.starttls()
-            if smtp["username"]:
-                server.login(smtp["username"], smtp["password"] or "")
+        with smtp_connection(smtp) as server:
             server.send_message(message)
     except (OSError, smtplib.SMTPException) as error:
         raise WitnessMailError(f"mail server refused or unreachable ({type(error).__name__})") from None
