@@ -30,6 +30,11 @@ CANDIDATES = {
              "(CASE WHEN urgency = 'urgent' THEN 0 ELSE 1 END), created_at DESC) "
              "WHERE status IN ('sent', 'accepted', 'in_progress', 'on_hold')",
     "created_at": "CREATE INDEX ix_referrals_created_at ON referrals (created_at)",
+    "unrevoked_consents": "CREATE INDEX ix_consents_unrevoked_expiry ON consents (expires_at) "
+                          "WHERE revoked_at IS NULL",
+    "purge_due": "CREATE INDEX ix_referrals_purge_due ON referrals (closed_at) "
+                 "WHERE status IN ('declined', 'completed', 'cancelled') "
+                 "AND (personal_enc IS NOT NULL OR note_enc IS NOT NULL OR personal_purged_at IS NULL)",
 }
 
 
@@ -57,7 +62,24 @@ def workloads(db, user, today) -> dict:
         jobs[f"city {slug} (default window)"] = lambda slug=slug: dash.build_table(db, window, ref, slug)
     jobs[f"publication atom counts {quarter}"] = lambda: release_queries.atom_counts(db, first, end)
     jobs[f"publication median days {quarter}"] = lambda: release_queries.days_to_first_contact(db, first, end)
+    jobs["retention: claim 200 expired consents"] = lambda: db.execute(retention_claims(db)[0]).all()
+    jobs["retention: claim 200 long-closed referrals"] = lambda: db.execute(retention_claims(db)[1]).all()
     return jobs
+
+
+def retention_claims(db):
+    """The two batch claims of portal/referrals/maintenance.run_retention (without the row locks)."""
+    from sqlalchemy import or_, select
+
+    from portal.db import utcnow
+    from portal.models import Consent, Referral
+    now = utcnow()
+    consents = select(Consent).where(Consent.revoked_at.is_(None), Consent.expires_at <= now).limit(200)
+    closed = select(Referral.id).where(
+        Referral.status.in_(("declined", "completed", "cancelled")), Referral.closed_at < now - timedelta(days=180),
+        or_(Referral.personal_enc.is_not(None), Referral.note_enc.is_not(None),
+            Referral.personal_purged_at.is_(None))).limit(200)
+    return consents, closed
 
 
 def measure(url: str, repeats: int) -> dict:
@@ -69,6 +91,9 @@ def measure(url: str, repeats: int) -> dict:
     today = utcnow().date()
     results: dict = {"candidates": CANDIDATES, "p95_ms": {}}
     with database.engine.connect() as conn:
+        # No server-side prepared statements: a statement prepared before an index existed can keep a
+        # generic plan that cannot use it (a worker started after the migration plans afresh).
+        conn.connection.dbapi_connection.prepare_threshold = None
         transaction = conn.begin()
         try:
             db = Session(bind=conn)
@@ -80,6 +105,7 @@ def measure(url: str, repeats: int) -> dict:
                 conn.execute(text(ddl))
                 built[name] = round(time.perf_counter() - started, 1)
             conn.execute(text("ANALYZE referrals"))
+            conn.execute(text("ANALYZE consents"))
             results["build_s"] = built
             results["p95_ms"]["with"] = {name: _p95(job, repeats) for name, job in workloads(db, user, today).items()}
         finally:

@@ -317,6 +317,8 @@ def rows(result: dict) -> list[tuple]:
         out.append(("f", f"peak VmHWM per worker MB ({memory['workers_seen']} workers seen)",
                     memory["peak_vmhwm_mb"], f"< {GOALS['worker_mb']}",
                     memory["peak_vmhwm_mb"] is not None and memory["peak_vmhwm_mb"] < GOALS["worker_mb"]))
+        if memory.get("peak_sampled_rss_mb") is not None:
+            out.append(("f", "largest resident size sampled (every 0.2 s) MB", memory["peak_sampled_rss_mb"], "", None))
     return out
 
 

@@ -194,6 +194,8 @@ class MemoryMonitor:
         self.sample()
 
     def summary(self) -> dict:
-        hwm = self.peak_hwm_kb
+        """The peak (VmHWM, the kernel's high-water mark) and the largest resident size sampled."""
+        hwm, rss = self.peak_hwm_kb, self.peak_rss_kb
         return {"workers_seen": len(hwm), "peak_vmhwm_mb": round(max(hwm.values()) / 1024, 1) if hwm else None,
-                "per_worker_vmhwm_mb": sorted((round(v / 1024, 1) for v in hwm.values()), reverse=True)}
+                "per_worker_vmhwm_mb": sorted((round(v / 1024, 1) for v in hwm.values()), reverse=True),
+                "peak_sampled_rss_mb": round(max(rss.values()) / 1024, 1) if rss else None}
