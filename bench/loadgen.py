@@ -3,7 +3,8 @@
     python -m bench.loadgen SPEC.json RESULT.json
 
 SPEC: {"host", "port", "duration", "warmup", "clients": [{"method", "paths", "headers", "body",
-"count"}]}. Each client sends one request at a time, cycling through its paths, for warmup +
+"count", "variants"}]}; `variants` (optional) are alternatives to headers and body taken in turn
+(one client acting for several accounts). Each client sends one request at a time, cycling through its paths, for warmup +
 duration seconds; the requests that complete within the measured window (after the warm-up)
 give the throughput and the latencies.
 Every request opens its own connection (gunicorn's sync workers close each one), so latency
@@ -68,12 +69,13 @@ async def _client(spec: dict, plan: dict, start: float, stats: dict) -> None:
     measure_from = start + plan["warmup"]
     end = measure_from + plan["duration"]
     paths = spec["paths"]
+    variants = [{**spec, **variant} for variant in spec.get("variants", [{}])]
     counted = spec.get("count")
     i = 0
     while time.perf_counter() < end:
         path = paths[i % len(paths)]
+        request = _request_bytes(host, port, variants[i % len(variants)], path)
         i += 1
-        request = _request_bytes(host, port, spec, path)
         began = time.perf_counter()
         try:
             reader, writer = await asyncio.open_connection(host, port, limit=2**22)

@@ -186,11 +186,13 @@ def web(env: dict, people: dict, credentials: dict, args, workdir: Path, failure
             _report(name, results[name], failures)
         creators = []
         for i in range(args.create_clients):
-            nurse = nurses[i % len(nurses)]
+            # Each client takes turns with its share of the accounts: the API's rate limit is per account.
+            mine = nurses[i::args.create_clients] or [nurses[i % len(nurses)]]
             code, team = people["zones"][i % len(people["zones"])]
             creators.append({"method": "POST", "paths": ["/api/v1/referrals"], "body": referral_body(code, team, i),
-                             "headers": {"X-Forwarded-Proto": "https", "Content-Type": "application/json",
-                                         "Accept": "application/json", **nurse.headers("/referrals/new")}})
+                             "variants": [{"headers": {"X-Forwarded-Proto": "https", "Content-Type": "application/json",
+                                                       "Accept": "application/json", **nurse.headers("/referrals/new")}}
+                                          for nurse in mine]})
         results["create"] = load(server.port, creators, args.duration, args.warmup, workdir, "create")
         _report("create", results["create"], failures)
         monitor.stop()
