@@ -9,8 +9,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
-# Verified against when the e-mail is unknown, so both failures take the same time.
-_DUMMY_HASH = _hasher.hash("not a real password, only spends the same time")
+# Verified against when the e-mail is unknown, so both failures take the same time. Made on first
+# use, not at import: a 64 MiB hash at import is every worker's start-up peak (bench/README.md).
+_DUMMY_HASH: str | None = None
 
 
 def use_parameters(**argon2_parameters) -> None:
@@ -18,11 +19,18 @@ def use_parameters(**argon2_parameters) -> None:
     the portal always runs with argon2-cffi's RFC 9106 defaults."""
     global _hasher, _DUMMY_HASH
     _hasher = PasswordHasher(**argon2_parameters)
-    _DUMMY_HASH = _hasher.hash("not a real password, only spends the same time")
+    _DUMMY_HASH = None
 
 MIN_LENGTH = 12
 # Django's list of common passwords (BSD-3-Clause, see common-passwords.LICENSE beside it).
 COMMON_PASSWORDS = Path(__file__).with_name("common-passwords.txt.gz")
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _hasher.hash("not a real password, only spends the same time")
+    return _DUMMY_HASH
 
 
 def hash_password(password: str) -> str:
@@ -31,7 +39,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

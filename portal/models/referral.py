@@ -83,6 +83,7 @@ class Referral(Base):
         CheckConstraint("sender_org_id <> receiver_org_id", name="not_to_self"),
         Index("ix_referrals_receiver_status", "receiver_org_id", "status"),
         Index("ix_referrals_sender_created", "sender_org_id", "created_at"),
+        Index("ix_referrals_created_at", "created_at"),  # the city dashboard's date windows (bench/README.md)
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
