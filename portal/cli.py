@@ -35,6 +35,14 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _from_stdin(what: str) -> str:
+    """A secret read from standard input (never an argument, which `ps` and shell history show)."""
+    value = sys.stdin.readline().rstrip("\n")
+    if not value:
+        _fail(f"give {what} on standard input")
+    return value
+
+
 # -- database --------------------------------------------------------------------------------
 @cli.group()
 def db():
@@ -118,9 +126,7 @@ def orgs_sso(org, issuer, client_id, allowed_domains, disable):
     from portal.auth import sso
     from portal.errors import ServiceError
     from portal.models import Organization
-    secret = sys.stdin.readline().rstrip("\n")
-    if not secret:
-        _fail("give the client secret on standard input")
+    secret = _from_stdin("the client secret")
     session = _db()
     found = session.scalar(select(Organization).where(Organization.name == org))
     if found is None:
@@ -156,9 +162,7 @@ def users_create(email, display_name, org_name, role, portal_admin):
     from portal.admin import service
     from portal.errors import ServiceError
     from portal.models import Organization
-    password = sys.stdin.readline().rstrip("\n")
-    if not password:
-        _fail("give the password on standard input")
+    password = _from_stdin("the password")
     session = _db()
     org = session.scalar(select(Organization).where(Organization.name == org_name))
     if org is None:
