@@ -54,24 +54,6 @@ def _timestamp(at: datetime) -> str:
     return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"  # the same text, faster
 
 
-def leaf_bytes(event: AuditEvent) -> bytes:
-    """The canonical encoding of one event: what its leaf hash covers, field by field."""
-    return canonical_json({
-        "v": LEAF_VERSION,
-        "seq": event.seq,
-        "at": _timestamp(event.at),
-        "actor": str(event.actor_id) if event.actor_id else None,
-        "org": str(event.organization_id) if event.organization_id else None,
-        "action": event.action,
-        "rtype": event.resource_type,
-        "rid": event.resource_id,
-        "decision": event.decision,
-        "policies": event.policy_ids,
-        "request": event.request_id,
-        "detail": event.detail,
-    }).encode("ascii")
-
-
 # The columns leaf_bytes reads, in the order _leaf_bytes_of_row takes them.
 _LEAF_COLUMNS = (AuditEvent.seq, AuditEvent.at, AuditEvent.actor_id, AuditEvent.organization_id, AuditEvent.action,
                  AuditEvent.resource_type, AuditEvent.resource_id, AuditEvent.decision, AuditEvent.policy_ids,
@@ -85,15 +67,22 @@ def _json(value) -> str:
 
 def _leaf_bytes_of_row(seq, at, actor, org, action, rtype, rid, decision, policies, request, detail,
                        ids: dict) -> bytes:
-    """leaf_bytes from a row's columns, without an ORM object: the same bytes, written out with
-    the keys in canonical_json's sorted order (verifying a million events builds a million).
-    `ids` remembers the text of the few actor and organization ids that recur across the log."""
+    """The canonical encoding of one event: canonical_json of {"v", "seq", "at", "actor", "org",
+    "action", "rtype", "rid", "decision", "policies", "request", "detail"}, written out directly
+    with the keys in sorted order (verifying a million events builds a million; the spec is
+    restated in tests/test_audit_leaf_encoding.py). `ids` remembers the text of the few actor and
+    organization ids that recur across the log."""
     actor_text = ids.get(actor) or ids.setdefault(actor, _json(str(actor) if actor else None))
     org_text = ids.get(org) or ids.setdefault(org, _json(str(org) if org else None))
     return (f'{{"action":{_json_string(action)},"actor":{actor_text},"at":{_json_string(_timestamp(at))},'
             f'"decision":{_json_string(decision)},"detail":{_json_string(detail)},"org":{org_text},'
             f'"policies":{_json_string(policies)},"request":{_json(request)},"rid":{_json(rid)},'
             f'"rtype":{_json_string(rtype)},"seq":{int(seq)!r},"v":{LEAF_VERSION!r}}}').encode("ascii")
+
+
+def leaf_bytes(event: AuditEvent) -> bytes:
+    """What one stored event's leaf hash covers."""
+    return _leaf_bytes_of_row(*(getattr(event, column.key) for column in _LEAF_COLUMNS), ids={})
 
 
 def leaf_hash(event: AuditEvent) -> bytes:
