@@ -81,7 +81,11 @@ def make_engine(url: str, migrating: bool = False) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection):
-            connection.exec_driver_sql("BEGIN")
+            # IMMEDIATE: take the write lock at the start. A deferred transaction that has read
+            # cannot upgrade to a write once another connection has committed (WAL's stale
+            # snapshot), and SQLite fails it at once instead of waiting; nearly every request
+            # writes (its audit events), so two users at once would see errors.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     # hide_parameters: a failed statement must never print its values (personal fields) to a log.
