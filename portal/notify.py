@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from email.message import EmailMessage
 
 from flask import current_app
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.auth import account_mail, tokens
@@ -91,42 +91,73 @@ def smtp_connection(smtp: dict):
 
 
 def deliver_pending(db: Session, config, limit: int = 100) -> tuple[int, int]:
-    """Send what waits in the outbox; returns (sent, failed). Never raises for a mail failure."""
-    smtp = config.smtp
-    if not smtp["host"]:
+    """Send what waits in the outbox; returns (sent, failed). Never raises for a mail failure.
+
+    Claim and compose, send, record: three steps, so that no transaction stays open while the
+    mail server talks (on SQLite an open transaction holds the write lock every request needs).
+    """
+    if not config.smtp["host"]:
         return 0, 0
+    outgoing = _claim(db, config, limit)
+    if not outgoing:
+        return 0, 0
+    errors = _transmit(config.smtp, [message for _, message in outgoing])
+    for (notification_id, _), error in zip(outgoing, errors):
+        notification = db.get(Notification, notification_id)
+        if error is None:
+            _sent(db, notification)
+        else:
+            notification.last_error = error
+    db.commit()
+    failed = sum(error is not None for error in errors)
+    return len(errors) - failed, failed
+
+
+def _claim(db: Session, config, limit: int) -> list[tuple]:
+    """(notification id, message) for each waiting notification this worker claimed; committed.
+
+    The claim counts the attempt only if nobody has counted it since we read it, so two workers
+    that find the same row send it once; a worker that dies after claiming leaves it for a retry.
+    """
     pending = list(db.scalars(select(Notification).where(Notification.sent_at.is_(None),
                                                          Notification.attempts < MAX_ATTEMPTS)
                               .order_by(Notification.created_at).limit(limit)))
-    if not pending:
-        return 0, 0
-    sent = failed = 0
+    outgoing = []
+    for notification in pending:
+        claimed = db.execute(update(Notification).where(Notification.id == notification.id,
+                                                        Notification.attempts == notification.attempts,
+                                                        Notification.sent_at.is_(None))
+                             .values(attempts=Notification.attempts + 1)
+                             .execution_options(synchronize_session="fetch")).rowcount
+        if not claimed:
+            continue
+        message = _message(db, notification, db.get(User, notification.recipient_id), config)
+        if message is None:  # an account link replaced, used or expired before it went out
+            db.delete(notification)
+            continue
+        outgoing.append((notification.id, message))
+    db.commit()
+    return outgoing
+
+
+def _transmit(smtp: dict, messages: list[EmailMessage]) -> list[str | None]:
+    """Send each message; per message None, or the exception's class name when it was not sent."""
+    errors: list[str | None] = []
     try:
         with smtp_connection(smtp) as server:
-            for notification in pending:
-                recipient = db.get(User, notification.recipient_id)
-                notification.attempts += 1
-                message = _message(db, notification, recipient, config)
-                if message is None:  # an account link replaced, used or expired before it went out
-                    db.delete(notification)
-                    continue
+            for message in messages:
                 try:
                     server.send_message(message)
-                    _sent(db, notification)
-                    sent += 1
+                    errors.append(None)
                 except smtplib.SMTPException as error:
-                    notification.last_error = type(error).__name__
-                    failed += 1
+                    errors.append(type(error).__name__)
     except (OSError, smtplib.SMTPException) as error:
-        for notification in pending:
-            if notification.sent_at is None:
-                notification.attempts += 1
-                notification.last_error = type(error).__name__
-        failed = len(pending) - sent
-        log.warning("mail server unavailable (%s); %d notification(s) wait in the outbox", type(error).__name__,
-                    failed)
-    db.commit()
-    return sent, failed
+        unsent = len(messages) - len(errors)
+        if unsent:
+            log.warning("mail server unavailable (%s); %d notification(s) wait in the outbox",
+                        type(error).__name__, unsent)
+        errors += [type(error).__name__] * unsent
+    return errors
 
 
 def init_app(app) -> None:
