@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (Boolean, CheckConstraint, Column, ForeignKey, Index, Integer, LargeBinary, String,
-                        Table, Uuid)
+                        Table, Uuid, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db import Base, UTCDateTime, new_id, one_of, utcnow
@@ -18,6 +18,17 @@ from portal.models.organization import Organization, Zone
 from portal.models.user import User
 
 STATUSES = ("sent", "accepted", "declined", "in_progress", "on_hold", "completed", "cancelled", "revoked")
+# The predicates of the partial indexes below; the queries they serve repeat them as literals
+# (portal/referrals/queries.py, portal/referrals/maintenance.py), so any plan can use them.
+OPEN = "status IN ('sent', 'accepted', 'in_progress', 'on_hold')"
+PURGE_DUE = ("status IN ('declined', 'completed', 'cancelled') "
+             "AND (personal_enc IS NOT NULL OR note_enc IS NOT NULL OR personal_purged_at IS NULL)")
+UNREVOKED = "revoked_at IS NULL"
+
+
+def partial_index(name: str, *columns: str, where: str) -> Index:
+    """The same partial index on PostgreSQL and SQLite (bench/README.md measures each)."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
 
 
 consent_recipients = Table(
@@ -35,6 +46,7 @@ class Consent(Base):
     __table_args__ = (
         CheckConstraint(one_of("method", ("verbal", "written", "electronic")), name="method"),
         CheckConstraint("expires_at > obtained_at", name="expires_after_obtained"),
+        partial_index("ix_consents_unrevoked_expiry", "expires_at", where=UNREVOKED),  # retention's claim
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -84,6 +96,9 @@ class Referral(Base):
         Index("ix_referrals_receiver_status", "receiver_org_id", "status"),
         Index("ix_referrals_sender_created", "sender_org_id", "created_at"),
         Index("ix_referrals_created_at", "created_at"),  # the city dashboard's date windows (bench/README.md)
+        # The inbox walks its team's open referrals in page order and stops at a page.
+        partial_index("ix_referrals_inbox_open", "receiver_org_id", "urgency", "created_at", where=OPEN),
+        partial_index("ix_referrals_purge_due", "closed_at", where=PURGE_DUE),  # retention's claim
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from portal.crypto import KeyRing
@@ -16,6 +16,10 @@ from portal.models import Consent, DataKey, Referral
 from portal.referrals import codes, service, vault
 
 Progress = Callable[[int], None]
+# Closed referrals whose details may still be held; written into the SQL (not bound) so that any
+# plan can use the partial index ix_referrals_purge_due, which repeats this predicate.
+PURGEABLE = Referral.status.in_(bindparam("purgeable", ("declined", "completed", "cancelled"), expanding=True,
+                                          literal_execute=True))
 
 
 def _claim(query, db: Session):
@@ -74,7 +78,7 @@ def run_retention(db: Session, ctx_factory: Callable[[], service.Context], reten
     cutoff = now - timedelta(days=retention_days)
     while True:
         ids = list(db.scalars(_claim(select(Referral.id).where(
-            Referral.status.in_(("declined", "completed", "cancelled")), Referral.closed_at < cutoff,
+            PURGEABLE, Referral.closed_at < cutoff,
             or_(Referral.personal_enc.is_not(None), Referral.note_enc.is_not(None),
                 Referral.personal_purged_at.is_(None))).limit(batch), db)))
         if not ids:

@@ -2,13 +2,18 @@
 that a list holds only what its reader may see; every row is still projected through the PDP."""
 from __future__ import annotations
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from portal.models import Referral, User
+from portal.referrals import codes
 
 PAGE_SIZE = 50
-URGENT_FIRST = case((Referral.urgency == "urgent", 0), else_=1)
+# Urgent first, newest first, in the order of the partial index ix_referrals_inbox_open: urgency
+# is "routine" or "urgent" (a CHECK constraint), so descending puts urgent first. The open
+# statuses are written into the SQL, not bound, so that a generic plan can use the index too.
+INBOX_ORDER = (Referral.urgency.desc(), Referral.created_at.desc())
+OPEN = Referral.status.in_(bindparam("open_statuses", codes.OPEN_STATUSES, expanding=True, literal_execute=True))
 # What a list row reads besides the referral: whether it was handed off, its assignee, and the
 # data key that opens the preferred name (vault.data_key finds it in the session). One query
 # each for the whole page, never one per row (tests/test_query_counts.py).
@@ -24,8 +29,8 @@ def inbox(db: Session, user: User, status: str | None = None, limit: int = PAGE_
     if status:
         query = query.where(Referral.status == status)
     else:
-        query = query.where(Referral.status.in_(("sent", "accepted", "in_progress", "on_hold")))
-    query = query.order_by(URGENT_FIRST, Referral.created_at.desc()).limit(limit).offset(offset)
+        query = query.where(OPEN)
+    query = query.order_by(*INBOX_ORDER).limit(limit).offset(offset)
     return list(db.scalars(query.options(*ROW_LOADS)).unique())
 
 

@@ -1,0 +1,71 @@
+"""The partial indexes serve the queries they were made for (bench/README.md measured them).
+
+A partial index is used only when the planner can prove the query implies its predicate and the
+order matches; a harmless-looking edit to a query (a bound status list, another ORDER BY) would
+silently lose it. On PostgreSQL, with sequential scans and sorts priced out, each query's plan
+must still be possible through its index: otherwise it would need one of them.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, text
+
+from portal.db import get_session, utcnow
+from portal.models import User
+from portal.referrals import maintenance, queries
+from tests.referral_world import build_world
+
+
+@contextmanager
+def first_statement(db):
+    """The first SQL statement the block sends, with its parameters."""
+    seen = []
+    engine = db.get_bind()
+
+    def keep(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+
+
+def plan(db, statement, parameters) -> str:
+    db.execute(text("SET LOCAL enable_seqscan = off"))
+    db.execute(text("SET LOCAL enable_sort = off"))
+    db.execute(text("SET LOCAL enable_bitmapscan = off"))
+    return "\n".join(row[0] for row in db.connection().exec_driver_sql(f"EXPLAIN {statement}", parameters))
+
+
+@pytest.mark.postgres_only
+def test_the_inbox_walks_its_partial_index_in_page_order(app, database_url):
+    assert database_url.startswith("postgresql")
+    world = build_world(app)
+    with app.app_context():
+        db = get_session()
+        staff = db.get(User, world.north_staff.id)
+        with first_statement(db) as seen:
+            queries.inbox(db, staff)
+        explained = plan(db, *seen[0])
+        db.rollback()
+    assert "ix_referrals_inbox_open" in explained, explained
+    assert "Sort" not in explained, explained
+
+
+@pytest.mark.postgres_only
+def test_retention_claims_use_their_partial_indexes(app, database_url):
+    assert database_url.startswith("postgresql")
+    with app.app_context():
+        db = get_session()
+        with first_statement(db) as seen:
+            maintenance.run_retention(db, lambda: None, 180, now=utcnow() + timedelta(days=1))
+        claims = [s for s in seen if "FOR UPDATE SKIP LOCKED" in s[0]]
+        explained = [plan(db, *claim) for claim in claims[:2]]
+        db.rollback()
+    assert "ix_consents_unrevoked_expiry" in explained[0], explained[0]
+    assert "ix_referrals_purge_due" in explained[1], explained[1]
