@@ -134,14 +134,120 @@ def test_a_referral_named_by_a_policy_is_decided_on_its_own(tmp_path):
 
 
 def test_the_parsed_graphs_kept_stay_within_their_budget():
-    """However many unlike pages a worker decides, it keeps at most ENTITY_CACHE_ENTITIES entities."""
+    """However many unlike graphs a worker parses, it keeps at most ENTITY_CACHE_ENTITIES entities."""
     from portal.policy.engine import ENTITY_CACHE_ENTITIES
+    from portal.policy.entities import facts, graph, user_facts
     pdp = PolicyEngine(POLICIES)
     north = org("cvi_team")
     staff = user(north)
     for _ in range(60):  # 60 pages of 40 rows from 40 hospitals: ~120 entities a page
-        page = [referral(org("hospital_program"), north) for _ in range(40)]
-        decide_each(staff, ACTIONS, page, pdp)
+        key = (user_facts(staff), *(facts(referral(org("hospital_program"), north)) for _ in range(40)))
+        pdp.entities_for(key, lambda: graph(*key))
     kept = sum(size for _, size in pdp._entity_cache.values())
     assert kept == pdp._cached_entities <= ENTITY_CACHE_ENTITIES
     assert len(pdp._entity_cache) >= 10  # and it does keep the recent ones
+
+
+def test_action_classes_decide_like_each_action_on_its_own():
+    """Actions that the same policies decide are evaluated once; every principal shape × action ×
+    relationship gets the same allow, determining policies and errors as deciding each action."""
+    classed = PolicyEngine(POLICIES)
+    assert classed.classes["referral.hold"] == classed.classes["referral.accept"]
+    assert classed.classes["referral.view_contact"] != classed.classes["referral.view_notes"]
+    alone = PolicyEngine(POLICIES)
+    alone.classes = {}
+    assert normal(enumerate_decisions(classed)) == normal(enumerate_decisions(alone))
+
+
+def test_a_condition_reading_the_action_keeps_it_out_of_any_class(tmp_path):
+    for path in POLICIES.glob("*"):
+        if path.is_file():
+            (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "zz_hold.cedar").write_text(
+        '@id("test.no-hold-for-staff")\nforbid (principal in Role::"staff", action, resource is Referral)\n'
+        'when { action == Action::"referral.hold" };\n')
+    pdp = PolicyEngine(tmp_path)
+    assert pdp.classes["referral.hold"] == "referral.hold"
+    north = org("cvi_team")
+    staff = user(north)
+    r = referral(org("hospital_program"), north)
+    hold, accept = decide_many(staff, [Action.REFERRAL_HOLD, Action.REFERRAL_ACCEPT], r, pdp)
+    assert accept.allowed and not hold.allowed and "test.no-hold-for-staff" in hold.policy_ids
+
+
+def relationships(staff, other, north, east, hospital, provider):
+    """One referral of every relationship a principal can have to it, each with new ids."""
+    return [referral(hospital, north), referral(hospital, north, staff), referral(hospital, north, other),
+            referral(hospital, north, categories="contact"), referral(hospital, north, categories="note"),
+            referral(hospital, north, revoked=True), referral(hospital, east), referral(north, provider),
+            referral(north, hospital, staff), referral(provider, north), referral(org("hospital_program"), north)]
+
+
+def test_remembered_decisions_equal_cedar_evaluating_each_request():
+    """A request answered from the decisions of its shape gets what Cedar gives it fresh: for every
+    principal, a second set of referrals (new ids, new hospitals, the same relationships) decided
+    by an engine that has seen the first set equals the same decided by an engine that has not."""
+    warm = PolicyEngine(POLICIES)
+    hospital, north, east, provider = org("hospital_program"), org("cvi_team"), org("cvi_team"), \
+        org("service_provider")
+    staff, other = user(north), user(north)
+    principals = [staff, user(north, "supervisor"), user(north, "org_admin"), user(hospital), user(east, "org_admin"),
+                  user(provider), user(org("city_office"), "org_admin"), user(org("police_partner")),
+                  user(hospital, admin=True), user(north, admin=True)]
+    for principal in principals:
+        decide_each(principal, ACTIONS, relationships(staff, other, north, east, hospital, provider), warm)
+    assert warm._decisions, "the first set was remembered"
+    second = relationships(staff, other, north, east, hospital, provider)
+    allowed = 0
+    for principal in principals:
+        fresh = PolicyEngine(POLICIES)
+        fresh.classes = {}
+        remembered = [decide_many(principal, ACTIONS, r, warm) for r in second]
+        evaluated = [fresh.decide_many(*request_of(principal, r)) for r in second]
+        assert [normal(row) for row in remembered] == [normal(row) for row in evaluated]
+        assert decide_each(principal, ACTIONS, second, warm) == remembered
+        allowed += sum(d.allowed for row in remembered for d in row)
+    assert allowed > 60
+
+
+def request_of(principal, resource):
+    """The plain path: the principal's and the resource's own entities, every action evaluated."""
+    from portal.policy.entities import facts, graph, resource_uid, uid, user_facts
+    fresh = PolicyEngine(POLICIES)
+    described = facts(resource)
+    return (uid("User", principal.id), [(a.value, resource_uid(described)) for a in ACTIONS],
+            fresh.entities(graph(user_facts(principal), described)))
+
+
+def test_two_rows_of_one_shape_are_one_evaluation(pdp):
+    """Rows from two hospitals the worker has no tie to are one shape; the worker's own
+    organization sending is another; an assignee other than the worker is a third."""
+    from portal.policy.entities import Shaper, facts, user_facts
+    hospital, hospital2, north = org("hospital_program"), org("hospital_program"), org("cvi_team")
+    staff, other = user(north), user(north)
+    shaper = Shaper(user_facts(staff), pdp.named_types)
+    a, b = referral(hospital, north), referral(hospital2, north)
+    assert shaper.of(facts(a)) == shaper.of(facts(b))
+    assert shaper.of(facts(a)) != shaper.of(facts(referral(north, hospital)))
+    assert shaper.of(facts(referral(hospital, north, staff))) != shaper.of(facts(referral(hospital, north, other)))
+    assert shaper.of(facts(a)) != shaper.of(facts(referral(org("service_provider"), north)))
+    assert Shaper(user_facts(user(north, "supervisor")), pdp.named_types).of(facts(a)) != shaper.of(facts(a))
+
+
+def test_a_decision_with_an_error_is_never_remembered(pdp):
+    from portal.policy.engine import Decision
+    pdp.remember(("form",), [Decision(False, "referral.accept", (), ("entity does not exist",)),
+                             Decision(True, "referral.view_status", ("p",), ())])
+    assert set(pdp.remembered(("form",))) == {"referral.view_status"}
+
+
+def test_the_remembered_shapes_stay_within_their_budget(monkeypatch):
+    import sys
+    # sys.modules: `portal.policy.engine` as an attribute is the package's engine() function
+    monkeypatch.setattr(sys.modules["portal.policy.engine"], "DECISION_CACHE_SHAPES", 5)
+    pdp = PolicyEngine(POLICIES)
+    north = org("cvi_team")
+    for kind in ("hospital_program", "cvi_team", "service_provider"):
+        for role in ("staff", "supervisor", "org_admin"):
+            decide(user(north, role), Action.REFERRAL_ACCEPT, referral(org(kind), north), pdp)
+    assert len(pdp._decisions) == 5

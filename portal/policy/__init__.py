@@ -7,7 +7,7 @@ from flask import current_app
 
 from portal.policy.actions import Action
 from portal.policy.engine import Decision, PolicyEngine, PolicyError
-from portal.policy.entities import LEAF_TYPES, facts, graph, resource_uid, uid, user_facts
+from portal.policy.entities import Shaper, facts, graph, resource_uid, uid, user_facts
 
 log = logging.getLogger("portal.policy")
 
@@ -24,43 +24,64 @@ def decide(user, action: Action, resource=None, pdp: PolicyEngine | None = None)
 
 
 def decide_many(user, actions, resource=None, pdp: PolicyEngine | None = None) -> list[Decision]:
-    """Several actions on one resource in one batch (one entity set, one call)."""
+    """Several actions on one resource in one batch (one entity set, one call).
+
+    A request of a shape decided before (entities.Shaper) is answered from the engine's
+    decisions of that shape; the rest are evaluated by Cedar, and remembered."""
     pdp = pdp or engine()
     key = (user_facts(user), facts(resource))
-    entities = pdp.entities_for(key, lambda: graph(*key))
-    target = resource_uid(key[1])
-    decisions = pdp.decide_many(uid("User", user.id), [(a.value, target) for a in actions], entities)
-    _log_errors(decisions)
+    form = Shaper(key[0], pdp.named_types).of(key[1])
+    known = pdp.remembered(form)
+    decisions = [known.get(a.value) for a in actions]
+    missing = [a for a, d in zip(actions, decisions) if d is None]
+    if missing:
+        entities = pdp.entities_for(key, lambda: graph(*key))
+        target = resource_uid(key[1])
+        fresh = iter(pdp.decide_many(uid("User", user.id), [(a.value, target) for a in missing], entities))
+        decisions = [d or next(fresh) for d in decisions]
+        _log_errors(decisions)
+        pdp.remember(form, decisions)
     return decisions
 
 
 def decide_each(user, actions, resources, pdp: PolicyEngine | None = None) -> list[list[Decision]]:
-    """The same actions on every resource of a page: one entity graph, one batch per action.
-    Returns, per resource in order, its decisions in the order of `actions`.
+    """The same actions on every resource of a page. Returns, per resource in order, its
+    decisions in the order of `actions`.
 
-    Rows that Cedar cannot tell apart are decided once: same facts but the id, of a type that
-    nothing refers to and no policy names by id (entities.LEAF_TYPES). An inbox holds a few
-    such shapes (sender, assignee, consent state), not fifty."""
+    Rows that Cedar cannot tell apart are decided once: rows of the same shape (entities.Shaper:
+    the same facts up to ids no policy names). An inbox holds a few such shapes (sender's kind,
+    assignee, consent state), not fifty, however many hospitals it comes from; a shape decided
+    before is answered from the engine's decisions, and the rest are evaluated over one graph,
+    one Cedar batch per action class."""
     described = [facts(resource) for resource in resources]
     if not described:
         return []
     pdp = pdp or engine()
-    shapes: dict[tuple, int] = {}
-    distinct, shape_of = [], []
+    principal = user_facts(user)
+    shaper = Shaper(principal, pdp.named_types)
+    names = [a.value for a in actions]
+    rows: dict[tuple, list[Decision] | None] = {}
+    forms, unknown = [], []
     for each in described:
-        anonymous = each[0] in LEAF_TYPES and each[0] not in pdp.named_types
-        shape = (each[0], *each[2:]) if anonymous else each
-        if shape not in shapes:
-            shapes[shape] = len(distinct)
-            distinct.append(each)
-        shape_of.append(shapes[shape])
-    key = (user_facts(user), *distinct)
-    entities = pdp.entities_for(key, lambda: graph(*key))
-    requests = [(a.value, target) for target in map(resource_uid, distinct) for a in actions]
-    decisions = pdp.decide_many(uid("User", user.id), requests, entities)
-    _log_errors(decisions)
-    n = len(actions)
-    return [decisions[i * n:(i + 1) * n] for i in shape_of]
+        form = shaper.of(each)
+        forms.append(form)
+        if form not in rows:
+            known = pdp.remembered(form)
+            row = [known.get(name) for name in names]
+            rows[form] = None if None in row else row
+            if rows[form] is None:
+                unknown.append((form, each))
+    if unknown:
+        key = (principal, *(each for _, each in unknown))
+        entities = pdp.entities_for(key, lambda: graph(*key))
+        requests = [(name, resource_uid(each)) for _, each in unknown for name in names]
+        decisions = pdp.decide_many(uid("User", user.id), requests, entities)
+        _log_errors(decisions)
+        n = len(names)  # (no enumerate() here: the submodule portal.policy.enumerate hides it)
+        for start, (form, _) in zip(range(0, len(decisions), n), unknown):
+            rows[form] = decisions[start:start + n]
+            pdp.remember(form, rows[form])
+    return [list(rows[form]) for form in forms]
 
 
 def _log_errors(decisions: list[Decision]) -> None:

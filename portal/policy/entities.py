@@ -16,11 +16,6 @@ from portal.models import Organization, Referral, User
 
 PORTAL = {"type": "Portal", "id": "portal"}
 PORTAL_FACTS = ("Portal",)
-# Types whose entities nothing else refers to (no attribute, no parent is one of them), built from
-# facts whose first item is the type and second the id. Cedar cannot read an id, so two such
-# entities that differ only by id get the same decisions unless a policy names one by its id
-# (PolicyEngine.named_types): decide_each decides each shape of them once.
-LEAF_TYPES = frozenset({"Referral"})
 
 
 def uid(entity_type: str, entity_id) -> dict:
@@ -57,6 +52,61 @@ def facts(resource) -> tuple:
     if isinstance(resource, Referral):
         return referral_facts(resource)
     raise TypeError(f"no Cedar entity mapping for {type(resource).__name__}")
+
+
+# -- shapes: facts up to the names of their entities -------------------------------------------
+class Shaper:
+    """The shape of (principal, row): both rows' facts with every entity id replaced by the order
+    in which it first appears (the principal's first), except ids of the types in `keep` (those
+    some policy names: PolicyEngine.named_types).
+
+    Cedar compares entity ids only with each other (`==`, `in`, `contains`); it has no way to
+    read one, order them or match them to a pattern. So two requests of the same shape — the
+    same worker's two new referrals from two hospitals, or two workers of two teams each on
+    their own team's referral — are the same request up to a renaming of ids that no policy can
+    see, and get the same decisions: the same allow and the same determining policies (error
+    messages name ids, so a decision with an error is never shared). Entities are a pure
+    function of facts, so the shape determines the request entirely."""
+
+    __slots__ = ("keep", "labels", "principal")
+
+    def __init__(self, principal: tuple, keep=frozenset()):
+        self.keep = keep
+        self.labels: dict = {}
+        self.principal = _shape(principal, self.labels, keep)
+
+    def of(self, described: tuple) -> tuple:
+        """The shape of the principal with this row (hashable; equal shapes, equal decisions)."""
+        if described[0] == "Portal":
+            return self.principal, described
+        return self.principal, _shape(described, dict(self.labels), self.keep)
+
+
+_LABEL = object()  # marks a renamed id: equal to no id of a kept type
+
+
+def _id(labels: dict, keep, entity_type: str, value):
+    if value is None or entity_type in keep:
+        return value
+    return labels.setdefault(value, (_LABEL, len(labels)))
+
+
+def _shape(described: tuple, labels: dict, keep) -> tuple:
+    kind = described[0]
+    if kind == "Referral":
+        _, referral_id, sender_id, receiver_id, assignee_id, active, released, sender, receiver = described
+        return (kind, _id(labels, keep, kind, referral_id), _id(labels, keep, "Organization", sender_id),
+                _id(labels, keep, "Organization", receiver_id), _id(labels, keep, "User", assignee_id), active,
+                released, _shape(sender, labels, keep), _shape(receiver, labels, keep))
+    if kind == "Organization":
+        return (kind, _id(labels, keep, kind, described[1]), *described[2:])
+    if kind == "User":
+        _, user_id, role, portal_admin, org_id, org = described
+        return (kind, _id(labels, keep, kind, user_id), role, portal_admin, _id(labels, keep, "Organization", org_id),
+                _shape(org, labels, keep))
+    if kind == "Portal":
+        return described
+    raise TypeError(f"no Cedar entities for facts of kind {kind!r}")
 
 
 # -- entities: a pure function of facts ------------------------------------------------------
