@@ -5,25 +5,46 @@
 
 The decisions are the ones a CVI inbox page makes: 50 referrals × the 16 referral actions that
 portal/policy/projection.py decides for each row. Both engines receive ORM objects and pay for
-turning them into their own input (Cedar entities, Casbin request objects). Rows:
+turning them into their own input (Cedar entities, Casbin request objects).
 
-- cedar single, cold graph: `decide()` on a referral never seen before (entity graph built and
-  parsed for this one decision);
-- cedar single: `decide()` on the page's referrals once their graph is parsed, as the gate, the
-  projection and the navigation of one request decide on the same user and referral;
-- cedar batched inbox: `decide_each()` on an inbox page of referrals never seen before (from three
-  hospitals, new or the worker's own, a few past consent): one graph and one batch per action,
-  rows that Cedar cannot tell apart decided once;
-- cedar batched, unlike rows: the same with no two rows alike (the worst case);
+The PDP answers a request from the decisions it made before on requests of the same shape
+(portal.policy.entities.Shaper: the facts up to ids no policy names — a new referral from a
+hospital the worker has no tie to is, to Cedar, the same request as the last one), and evaluates
+the rest with Cedar: each distinct (action class, row) once, where an action class is actions
+that the same policies decide (accept, decline, hold … are one evaluation). So the rows come in
+two kinds, a shape decided before and a shape never seen (caches dropped before each sample with
+PolicyEngine.forget(), which is inside the timing):
+
+- cedar single, known shape: `decide()` on new referrals of the shapes this process has decided;
+- cedar single, new shape: the same with every cache dropped first: entity graph built, parsed
+  and evaluated for this one decision (what "cold graph" measured before);
+- cedar single, graph parsed: caches dropped but the graph kept, as the gate, the projection and
+  the navigation of one request decide on the same user and referral: the Cedar evaluation path;
+- cedar batched inbox: `decide_each()` on inbox pages of new referrals (from three hospitals,
+  new or the worker's own, a few past consent), shapes known from earlier pages;
+- cedar batched, 50 unlike rows: each row from its own hospital (to Cedar: one shape);
+- cedar batched, 50 rows Cedar tells apart (sender's kind and state, assignee, consent and its
+  categories all vary), shapes known; and the same with every cache dropped: the worst case,
+  50 graphs parsed and 50 × 9 action classes evaluated;
 - casbin single / batched inbox: `enforce()` / `batch_enforce()` on bench/casbin/referrals.conf.
 
 Before timing, both engines decide a sample of every kind of principal against every relationship
 to a referral; any disagreement makes the run exit 1. Timing never fails the run.
+
+Analysis (29 November 2026, 2 shared cores at load 5-8, so absolute figures are inflated and the
+before/after pairs were taken minutes apart): a Cedar evaluation through cedarpy costs a fixed
+~15 µs a request however few policies it reads (building the request, the JSON answer, its
+parse), so the PDP's time is the number of Cedar requests it makes. Action classes make 9
+requests of the 16 a referral row needs; shapes make one set per shape instead of per row; and
+remembered decisions make none for a shape seen before, which is almost every request of a
+running worker (shapes are kinds × roles × relationships, a few hundred at most). The figures of
+each run are in bench/results/policy.json and the commit messages that changed them.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
@@ -45,7 +66,8 @@ sys.path.insert(0, str(ROOT))
 from portal.models import Consent, Organization, Referral, User  # noqa: E402
 from portal.policy import PolicyEngine, decide, decide_each  # noqa: E402
 from portal.policy.actions import REFERRAL_VIEWS  # noqa: E402
-from portal.policy.entities import facts, merge, resource_entities, uid, user_entities  # noqa: E402
+from portal.policy.entities import (Shaper, facts, graph, merge, resource_entities, uid,  # noqa: E402
+                                    user_entities, user_facts)
 from portal.policy.projection import REFERRAL_WORK  # noqa: E402
 
 ACTIONS = REFERRAL_VIEWS + REFERRAL_WORK
@@ -111,14 +133,34 @@ def inbox_page(world: World, rng: random.Random) -> list[Referral]:
 
 
 def distinct_page(world: World) -> list[Referral]:
-    """The worst case: fifty rows no two alike (each from its own hospital)."""
+    """Fifty rows each from its own hospital (alike to Cedar: the ids differ, nothing else)."""
     return [referral(world, "unassigned", Organization(id=uuid.uuid4(), name=f"h{i}", kind="hospital_program",
                                                        active=True)) for i in range(PAGE)]
 
 
-def shapes_of(page: list[Referral]) -> int:
+def told_apart_page(world: World) -> list[Referral]:
+    """Fifty rows no two of the same shape for North staff: the sender's kind and state, the
+    assignee, the consent and its categories all vary (each from its own organization)."""
+    o, u = world.orgs, world.users
+    combos = itertools.product(("hospital_program", "cvi_team", "service_provider"), (True, False),
+                               (None, u["north_staff"], u["north_staff2"]),
+                               ("revoked", "contact", "note", "contact note"))
+    page = []
+    for kind, active, assignee, categories in itertools.islice(combos, PAGE):
+        sender = Organization(id=uuid.uuid4(), name="sender", kind=kind, active=active)
+        consent = Consent(id=uuid.uuid4(), method="verbal", obtained_at=NOW - timedelta(days=3),
+                          expires_at=NOW + timedelta(days=87), data_categories=categories.replace("revoked", "contact"),
+                          revoked_at=NOW - timedelta(hours=1) if categories == "revoked" else None)
+        page.append(Referral(id=uuid.uuid4(), sender_org_id=sender.id, receiver_org_id=o["north"].id, sender=sender,
+                             receiver=o["north"], consent=consent, status="sent",
+                             assigned_to_id=assignee.id if assignee else None))
+    return page
+
+
+def shapes_of(user: User, page: list[Referral], pdp: PolicyEngine) -> int:
     """How many rows Cedar can tell apart (what decide_each decides once each)."""
-    return len({facts(r)[2:] for r in page})
+    shaper = Shaper(facts(user), pdp.named_types)
+    return len({shaper.of(facts(r)) for r in page})
 
 
 # -- Casbin: the same rules, and the same ORM objects turned into its request values --------------
@@ -206,32 +248,58 @@ def measure(pdp: PolicyEngine, enforcer, world: World, smoke: bool) -> list[dict
     n_single, n_pages = (400, 5) if smoke else (8000, 60)
     rows = []
 
-    cold = [referral(world, SHAPES[i % 3]) for i in range(n_single // 4)]
-    rows.append(summary("cedar", "single, cold graph", "single",
-                        timed(lambda i: decide(staff, ACTIONS[i % len(ACTIONS)], cold[i], pdp), len(cold), 1),
-                        "user + referral entities built and parsed for this one decision"))
-
     rng = random.Random(6)
     page = inbox_page(world, rng)
     pairs = [(r, a) for r in page for a in ACTIONS]
-    for r, a in pairs:  # the graph of each (user, referral) parsed once, as within a request
+    for r, a in pairs:  # the shapes of the page decided once, as by the requests before
         decide(staff, a, r, pdp)
-    rows.append(summary("cedar", "single", "single",
-                        timed(lambda i: decide(staff, pairs[i % len(pairs)][1], pairs[i % len(pairs)][0], pdp),
-                              n_single, 1),
-                        "decide() on a referral whose graph this process has parsed"))
+    fresh = [inbox_page(world, rng) for _ in range(max(1, n_single // (PAGE * len(ACTIONS))))]
+    fresh_pairs = [(r, a) for p in fresh for r in p for a in ACTIONS]
+    rows.append(summary("cedar", "single, known shape", "single",
+                        timed(lambda i: decide(staff, fresh_pairs[i % len(fresh_pairs)][1],
+                                               fresh_pairs[i % len(fresh_pairs)][0], pdp), n_single, 1),
+                        "decide() on new referrals of shapes this process has decided"))
+
+    def first_of_its_shape(i):
+        pdp.forget()
+        r, a = pairs[i % len(pairs)]
+        decide(staff, a, r, pdp)
+    rows.append(summary("cedar", "single, new shape", "single", timed(first_of_its_shape, n_single // 4, 1),
+                        "every cache dropped first: entity graph built, parsed and evaluated for one decision"))
+
+    def graph_parsed(i):
+        pdp._decisions.clear()
+        r, a = pairs[i % len(pairs)]
+        decide(staff, a, r, pdp)
+    for r in page:  # every (user, referral) graph of the page parsed, as within a request
+        key = (user_facts(staff), facts(r))
+        pdp.entities_for(key, lambda: graph(*key))
+    rows.append(summary("cedar", "single, graph parsed", "single", timed(graph_parsed, n_single // 2, 1),
+                        "remembered decisions dropped, graph kept: one Cedar evaluation"))
 
     pages = [inbox_page(world, rng) for _ in range(n_pages)]
-    shapes = statistics.median(shapes_of(p) for p in pages)
+    shapes = statistics.median(shapes_of(staff, p, pdp) for p in pages)
     rows.append(summary("cedar", f"batched inbox ({PAGE}x{len(ACTIONS)})", "batched",
                         timed(lambda i: decide_each(staff, ACTIONS, pages[i], pdp), n_pages, PAGE * len(ACTIONS)),
                         f"decide_each(): new referrals every page (median {shapes:.0f} shapes of {PAGE} rows), "
-                        "one graph, one batch per action"))
+                        "shapes known from earlier pages"))
     worst = [distinct_page(world) for _ in range(max(2, n_pages // 3))]
     rows.append(summary("cedar", f"batched, {PAGE} unlike rows", "batched",
                         timed(lambda i: decide_each(staff, ACTIONS, worst[i], pdp), len(worst),
                               PAGE * len(ACTIONS)),
-                        "worst case: every row its own shape (each from its own hospital)"))
+                        f"each row from its own hospital ({shapes_of(staff, worst[0], pdp)} shape to Cedar)"))
+    apart = [told_apart_page(world) for _ in range(max(2, n_pages // 3))]
+    rows.append(summary("cedar", f"batched, {PAGE} told apart", "batched",
+                        timed(lambda i: decide_each(staff, ACTIONS, apart[i], pdp), len(apart),
+                              PAGE * len(ACTIONS)),
+                        f"{shapes_of(staff, apart[0], pdp)} shapes, decided before (by the page before)"))
+
+    def first_time(i):
+        pdp.forget()
+        decide_each(staff, ACTIONS, apart[i], pdp)
+    rows.append(summary("cedar", f"batched, {PAGE} told apart, new", "batched",
+                        timed(first_time, len(apart), PAGE * len(ACTIONS)),
+                        "worst case: every cache dropped first, 50 graphs parsed, 50 x 9 action classes evaluated"))
 
     rows.append(summary("casbin", "single", "single",
                         timed(lambda i: casbin_decide(enforcer, staff, pairs[i % len(pairs)][1],
