@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import uuid
 from contextlib import contextmanager
+from datetime import datetime
 from email.message import EmailMessage
 
 from flask import current_app
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.auth import account_mail, tokens
@@ -28,14 +30,26 @@ SENDER_HEARS = ("accepted", "declined", "completed", "cancelled", "revoked")
 MAX_ATTEMPTS = 10
 
 
-def enqueue_new_referral(db: Session, referral: Referral) -> None:
+def enqueue_new_referral(db: Session, referral: Referral, now: datetime | None = None) -> None:
+    """A mail to every joined, active member of the receiving team, in one statement where the
+    database can make the ids itself (PostgreSQL): the team is never loaded as objects."""
     # Invited but not yet joined (no password, no linked sign-in): the invitation is their only mail.
-    joined = or_(User.password_hash.is_not(None),
-                 exists().where(LinkedIdentity.user_id == User.id))
-    team = db.scalars(select(User).where(User.organization_id == referral.receiver_org_id, User.active.is_(True),
-                                         joined))
-    for user in team:
-        db.add(Notification(kind="new_referral", recipient_id=user.id, referral_id=referral.id, status="sent"))
+    team = (User.organization_id == referral.receiver_org_id, User.active.is_(True),
+            or_(User.password_hash.is_not(None), exists().where(LinkedIdentity.user_id == User.id)))
+    row = {"kind": "new_referral", "referral_id": referral.id, "account_token_id": None, "status": "sent",
+           "created_at": now or utcnow(), "sent_at": None, "attempts": 0, "last_error": None}
+    table = Notification.__table__
+    if db.get_bind().dialect.name == "postgresql":
+        columns = [table.c[name] for name in row]
+        db.execute(insert(table).from_select(
+            ["id", "recipient_id", *row],
+            select(func.gen_random_uuid(), User.id,
+                   *(literal(value, column.type) for value, column in zip(row.values(), columns))).where(*team),
+            include_defaults=False))
+        return
+    recipients = db.scalars(select(User.id).where(*team)).all()
+    if recipients:
+        db.execute(insert(table), [{"id": uuid.uuid4(), "recipient_id": user_id, **row} for user_id in recipients])
 
 
 def enqueue_status_change(db: Session, referral: Referral, actor: User | None) -> None:

@@ -84,13 +84,18 @@ def create_referral():
     ctx = _ctx()
     try:
         referral = service.create_referral(ctx, parse_referral(data, ctx.now), referral_id=key)
+        # Projected from the objects the service wrote, not read back: they are what the rows
+        # hold. Before the commit, so that any read the projection records commits with them.
+        view = _project(referral)
         db.commit()
     except IntegrityError:
         db.rollback()
         if key is None or (existing := db.get(Referral, key)) is None:
             raise
         return _replay(existing)  # a concurrent repeat inserted the same key first
-    return _answer(referral, 201, located=True)
+    if view is None:  # sent, but the policies let the sender see nothing of it
+        return "", 204
+    return view, 201, {"Location": url_for("api.referral", referral_id=referral.id)}
 
 
 def _idempotency_key() -> uuid.UUID | None:

@@ -11,15 +11,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, inspect, select
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from portal.crypto import KeyRing
 from portal.db import utcnow
 from portal.errors import ConflictError, ServiceError, ValidationFailed
 from portal.models import (Consent, ContactAttempt, Organization, Referral, ReferralEvent, ReferralService,
-                           User, Zone)
+                           User, Zone, consent_recipients)
 from portal.policy import Action, PolicyEngine, decide
 from portal import notify
 from portal.referrals import codes, vault
@@ -38,6 +39,7 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 REASONS_FOR = {"decline": codes.DECLINE_REASONS, "hold": codes.HOLD_REASONS, "cancel": codes.CANCEL_REASONS}
 WORKING_STATUSES = ("accepted", "in_progress", "on_hold")
+CONSENT_PURPOSE = Consent.__table__.c.purpose.default.arg  # the column's default: the only purpose yet
 
 
 @dataclass
@@ -68,47 +70,116 @@ def create_referral(ctx: Context, data: ReferralInput, parent: Referral | None =
     """Send a referral under a new consent (or, for a handoff, an existing one).
 
     Refused, with nothing written: a receiver the actor may not send to, a receiver the consent
-    does not name, an expired consent, an unknown zone.
+    does not name, an expired consent, an unknown zone. The rows are then written at once and
+    the returned referral holds everything a projection reads (see `_insert_loaded`).
     """
     db = ctx.db
-    receiver = db.get(Organization, data.receiver_org_id) if data.receiver_org_id else None
-    if receiver is None or not decide(ctx.actor, Action.REFERRAL_SEND_TO, receiver, ctx.pdp).allowed:
+    may_send: dict = {}  # organization id → the actor may send to it (decided once per request)
+    wanted = {data.receiver_org_id} if data.receiver_org_id else set()
+    if consent is None and data.consent is not None:
+        wanted.update(data.consent.recipient_org_ids)
+    orgs = _organizations(db, wanted)  # the receiver and the consent's recipients, in one query
+    receiver = orgs.get(data.receiver_org_id)
+    if receiver is None or not _may_send_to(ctx, receiver, may_send):
         raise ValidationFailed({"receiver_org_id": "Choose an organization that takes referrals."})
     zone = db.scalar(select(Zone).where(Zone.code == data.zone.upper()))
     if zone is None:
         raise ValidationFailed({"zone": "Not a known zone."})
-    if consent is None:
-        consent = record_consent(ctx, data.consent)
+    new_consent = consent is None
+    if new_consent:
+        consent = _new_consent(ctx, data.consent, orgs, may_send)
     if not consent.active_at(ctx.now):
         raise ValidationFailed({"consent": "The consent is not in force; record a new one."})
     if not consent.names(receiver.id):
         raise ValidationFailed({"consent.recipient_org_ids": "The person's consent does not name this receiver."})
 
-    referral = Referral(id=referral_id or uuid.uuid4(), sender_org_id=ctx.actor.organization_id, receiver_org_id=receiver.id,
-                        created_by_id=ctx.actor.id, consent=consent, parent=parent, status="sent",
+    referral_id = referral_id or uuid.uuid4()
+    referral = Referral(id=referral_id, sender_org_id=ctx.actor.organization_id, receiver_org_id=receiver.id,
+                        created_by_id=ctx.actor.id, assigned_to_id=None, consent_id=consent.id,
+                        parent_id=parent.id if parent else None, status="sent", status_reason=None, outcome=None,
                         urgency=data.urgency, zone_id=zone.id, age_band=data.age_band, reason=data.reason,
-                        created_at=ctx.now, updated_at=ctx.now)
-    referral._services = [ReferralService(referral_id=referral.id, service=s) for s in data.services]
-    db.add(referral)
-    vault.seal(db, ctx.ring, referral, data.person, data.note)
-    _event(ctx, referral, None, "sent")
-    db.flush()
+                        retaliation_risk=False, personal_purged_at=None, created_at=ctx.now, accepted_at=None,
+                        first_contact_at=None, closed_at=None, updated_at=ctx.now, version=1,
+                        sender=ctx.actor.organization, receiver=receiver, consent=consent, zone=zone,
+                        children=[], contact_attempts=[])
+    referral._services = [ReferralService(referral_id=referral_id, service=s) for s in data.services]
+    vault.seal(db, ctx.ring, referral, data.person, data.note, ctx.now)
+    referral.events = [_new_event(ctx, referral, None, "sent")]
+    rows = ([consent, *_recipient_rows(consent)] if new_consent else []) + \
+        [referral, *referral._services, *referral.events, referral.data_key]
+    _insert_loaded(db, rows)
+    if parent is not None and "children" in parent.__dict__:  # a loaded list stays true
+        set_committed_value(parent, "children", [*parent.children, referral])
     if ctx.notify:
-        notify.enqueue_new_referral(db, referral)
+        notify.enqueue_new_referral(db, referral, ctx.now)
     return referral
 
 
 def record_consent(ctx: Context, data: ConsentInput) -> Consent:
-    recipients = list(ctx.db.scalars(select(Organization).where(Organization.id.in_(data.recipient_org_ids))))
-    if len(recipients) != len(data.recipient_org_ids) or any(
-            not decide(ctx.actor, Action.REFERRAL_SEND_TO, org, ctx.pdp).allowed and org.id != ctx.actor.organization_id
-            for org in recipients):
-        raise ValidationFailed({"consent.recipient_org_ids": "Name only organizations that take referrals."})
-    consent = Consent(id=uuid.uuid4(), method=data.method, obtained_by_id=ctx.actor.id, obtained_at=data.obtained_at,
-                      data_categories=" ".join(sorted(data.data_categories)), expires_at=data.expires_at,
-                      recipients=recipients, created_at=ctx.now)
-    ctx.db.add(consent)
+    """Record a new consent now (a handoff under a consent given at that moment)."""
+    consent = _new_consent(ctx, data, _organizations(ctx.db, set(data.recipient_org_ids)), {})
+    _insert_loaded(ctx.db, [consent, *_recipient_rows(consent)])
     return consent
+
+
+def _new_consent(ctx: Context, data: ConsentInput, orgs: dict, may_send: dict) -> Consent:
+    """The consent as given, checked against the organizations it names; nothing written yet."""
+    recipients = [orgs[org_id] for org_id in data.recipient_org_ids if org_id in orgs]
+    if len(recipients) != len(data.recipient_org_ids) or any(
+            org.id != ctx.actor.organization_id and not _may_send_to(ctx, org, may_send) for org in recipients):
+        raise ValidationFailed({"consent.recipient_org_ids": "Name only organizations that take referrals."})
+    return Consent(id=uuid.uuid4(), method=data.method, obtained_by_id=ctx.actor.id, obtained_at=data.obtained_at,
+                   purpose=CONSENT_PURPOSE, data_categories=" ".join(sorted(data.data_categories)),
+                   expires_at=data.expires_at, revoked_at=None, revoked_by_id=None, created_at=ctx.now,
+                   recipients=recipients)
+
+
+def _organizations(db: Session, ids: set) -> dict:
+    if not ids:
+        return {}
+    return {org.id: org for org in db.scalars(select(Organization).where(Organization.id.in_(ids)))}
+
+
+def _may_send_to(ctx: Context, org: Organization, decided: dict) -> bool:
+    if org.id not in decided:
+        decided[org.id] = decide(ctx.actor, Action.REFERRAL_SEND_TO, org, ctx.pdp).allowed
+    return decided[org.id]
+
+
+def _recipient_rows(consent: Consent) -> list[tuple]:
+    return [(consent_recipients, {"consent_id": consent.id, "organization_id": org.id}) for org in consent.recipients]
+
+
+def _insert_loaded(db: Session, rows: list) -> None:
+    """INSERT new rows now, one statement per table in the order given, and put their objects in
+    the session as if they had been loaded.
+
+    The unit of work would do the same inserts, but its bookkeeping (sorting dependencies,
+    tracking each object and attribute, fetching defaults back) was most of a referral's creation
+    time. Every column of an object must be set (a column left out would be expired and then
+    loaded by a query), and so must every relationship the caller reads; (table, dict) items are
+    association rows without an object. A failed INSERT raises before anything is attached.
+    """
+    batches: dict = {}
+    for row in rows:
+        if isinstance(row, tuple):
+            table, values = row
+        else:
+            mapper = inspect(row).mapper
+            table, state = mapper.local_table, row.__dict__
+            missing = [c.key for c in mapper.column_attrs if c.key not in state]
+            if missing:
+                raise TypeError(f"{type(row).__name__} given without {', '.join(missing)}")
+            values = {prop.columns[0].key: state[prop.key] for prop in mapper.column_attrs}
+        batches.setdefault(table, []).append(values)
+    connection = db.connection()
+    for table, values in batches.items():
+        connection.execute(insert(table), values if len(values) > 1 else values[0])
+    objects = [row for row in rows if not isinstance(row, tuple)]
+    for each in objects:  # all of them first: adding one cascades to the others
+        make_transient_to_detached(each)
+    for each in objects:
+        db.add(each)
 
 
 # -- working a referral ----------------------------------------------------------------------
@@ -243,10 +314,15 @@ def revoke_consent(ctx: Context, referral: Referral) -> list[Referral]:
 
 # -- helpers ---------------------------------------------------------------------------------
 def _event(ctx: Context, referral: Referral, from_status: str | None, to_status: str, reason: str | None = None):
+    ctx.db.add(_new_event(ctx, referral, from_status, to_status, reason))
+
+
+def _new_event(ctx: Context, referral: Referral, from_status: str | None, to_status: str,
+               reason: str | None = None) -> ReferralEvent:
     actor = ctx.actor  # None for system jobs (retention)
-    ctx.db.add(ReferralEvent(id=uuid.uuid4(), referral_id=referral.id, at=ctx.now, actor_id=actor.id if actor else None,
-                             actor_org_id=actor.organization_id if actor else None, from_status=from_status,
-                             to_status=to_status, reason_code=reason))
+    return ReferralEvent(id=uuid.uuid4(), referral_id=referral.id, at=ctx.now, actor_id=actor.id if actor else None,
+                         actor_org_id=actor.organization_id if actor else None, from_status=from_status,
+                         to_status=to_status, reason_code=reason)
 
 
 def _flush(ctx: Context) -> None:

@@ -6,6 +6,8 @@ another row does not decrypt. Shredding deletes the wrapped key and the cipherte
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
@@ -19,11 +21,12 @@ def _context(referral_id, field: str = "") -> bytes:
     return f"referral:{referral_id}{':' + field if field else ''}".encode()
 
 
-def seal(db: Session, ring: KeyRing, referral: Referral, person: dict | None, note: str | None) -> bytes:
+def seal(db: Session, ring: KeyRing, referral: Referral, person: dict | None, note: str | None,
+         now: datetime | None = None) -> bytes:
     """Give the referral a new data key and encrypt its personal fields; return the key."""
     dek = new_data_key()
     kek_id, wrapped = wrap_data_key(ring, dek, _context(referral.id))
-    referral.data_key = DataKey(referral_id=referral.id, kek_id=kek_id, wrapped_key=wrapped)
+    referral.data_key = DataKey(referral_id=referral.id, kek_id=kek_id, wrapped_key=wrapped, created_at=now or utcnow())
     referral.personal_enc = encrypt_json(dek, person, _context(referral.id, "person")) if person else None
     referral.note_enc = encrypt_field(dek, note, _context(referral.id, "note")) if note else None
     return dek
