@@ -363,6 +363,22 @@ def _record_system(event, resource=None, detail=None) -> None:
 
 
 @cli.group()
+def dashboards():
+    """The city dashboard's daily rollups."""
+
+
+@dashboards.command("rebuild")
+def dashboards_rebuild():
+    """Recompute every daily rollup from the referrals (after a bulk load that skipped the triggers)."""
+    import time
+    from portal.dashboards import rollups
+    session, started = _db(), time.perf_counter()
+    rollups.rebuild(session)
+    session.commit()
+    click.echo(f"dashboard rollups rebuilt in {time.perf_counter() - started:.1f} s")
+
+
+@cli.group()
 def notifications():
     """The mail outbox."""
 
