@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.schema import Column
-from sqlalchemy.sql.selectable import Subquery
+from sqlalchemy.sql.selectable import CTE, Subquery
 
 from portal.config import ROOT
 from portal.dashboards import queries
@@ -225,10 +225,9 @@ def test_percentiles_in_the_database_match_percentile_cont(app, ids):
     with app.app_context():
         db = get_session()
         f = queries.Filters(date(2024, 3, 1), date(2024, 4, 30))
-        overall = queries.percentiles(db, f, queries.REFERRALS.c.accepted_at, by_team=False)
-        assert overall == {None: (5, 4.0, 9.2)}
+        assert queries.response_times(db, f)[None] == ((5, 4.0, 9.2), (4, 16.0, 27.0))
         empty = queries.Filters(date(2020, 1, 1), date(2020, 1, 31))
-        assert queries.percentiles(db, empty, queries.REFERRALS.c.accepted_at, by_team=False) == {}
+        assert queries.response_times(db, empty) == {}
 
 
 def test_months_bucket_by_calendar_month(app, ids, city):
@@ -456,21 +455,20 @@ def test_only_aggregate_rows_are_fetched(app, world, ids, statements, monkeypatc
         fetched.clear()
         queries.build_tables(db, f, ref)
         zone_rows = queries.counts_by_period(db, f, "zone")
-        by_team = queries.percentiles(db, f, queries.REFERRALS.c.accepted_at, by_team=True)
+        times = queries.response_times(db, f)
 
     # (week, zone) groups: 03-04 N1 and C1; 03-11 E1 and C1; 04-01 N1.
     assert len(zone_rows) == 5 and sorted(n for *_, n in zone_rows) == [1, 1, 1, 3, 3]
-    assert set(by_team) == {world.north.id, world.east.id}
+    assert set(times) == {world.north.id, world.east.id, None}
     readable = {"sender_org_id", "receiver_org_id", "zone_id", "status", "urgency", "outcome", "created_at",
                 "accepted_at", "first_contact_at"}
     for statement, rows in fetched:
         for column in statement.selected_columns:
             assert referral_columns(column) <= readable, (column, str(statement))
     # One row per group, never one per referral: status 9 (week, status) groups, team 5, sender 4, zone 5,
-    # urgency 5, service 9; acceptance 3 teams; response times 2 + 2 teams and 2 overall; outcomes 2;
-    # then the zone query again (5) and accept times by team (2).
-    per_statement = [len(rows) for statement, rows in fetched if re.search(r"\breferrals\b", str(statement))]
-    assert per_statement == [9, 5, 4, 5, 5, 9, 3, 2, 2, 1, 1, 2, 5, 2]
+    # urgency 5, service 9 (these from the daily rollups); acceptance 3 teams; response times 2 teams and
+    # all teams (from referrals); outcomes 2; then the zone query again (5) and the response times (3).
+    assert [len(rows) for statement, rows in fetched] == [9, 5, 4, 5, 5, 9, 3, 3, 2, 5, 3]
     for sql in statements:
         assert "personal_enc" not in sql and "note_enc" not in sql
         if re.search(r"\breferrals\b", sql):
@@ -481,7 +479,7 @@ def referral_columns(expression) -> set[str]:
     """The referrals columns an expression is computed from, through subqueries."""
     found = set()
     for node in visitors.iterate(expression):
-        if isinstance(node, Column) and isinstance(node.table, Subquery):
+        if isinstance(node, Column) and isinstance(node.table, (Subquery, CTE)):
             found |= referral_columns(node.table.element.selected_columns[node.key])
         elif isinstance(node, Column) and node.table is not None and node.table.name == "referrals":
             found.add(node.name)

@@ -6,6 +6,12 @@ status, urgency, needed service, outcome. The rows fetched are the groups; no re
 or personal field ever reaches Python. All of them go through `_rows`, the one place a
 dashboard statement runs.
 
+The counts (every crosstab, acceptance, outcomes) sum the daily rollups (portal/models/rollup.py),
+which `build_table` and `build_tables` first bring up to date (rollups.refresh, in the caller's
+transaction). Every filter is a rollup key or whole UTC days, so the sums are exactly the counts
+over the referrals. Response times need each referral's durations: they are computed live from
+`referrals`, both durations for every team and for all teams in one statement.
+
 The population of every table is one cohort: referrals *sent* from `start` to `end` (whole UTC
 days, inclusive) that match the dimension filters. Periods are UTC weeks starting on Monday, or
 calendar months, keyed by their first day ('YYYY-MM-DD').
@@ -22,14 +28,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import Float, Integer, case, cast, extract, func, literal_column, select
+from sqlalchemy import TIMESTAMP, BigInteger, Date, Float, Integer, String, and_, case, cast, extract, func, literal_column, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
-from portal.models import Organization, Referral, Zone, referral_services
+from portal.dashboards import rollups
+from portal.models import DailyCount, DailyService, MonthlyCount, MonthlyService, Organization, Referral, Zone
+from portal.models.rollup import NO_OUTCOME
 from portal.referrals import codes
 
 PERIODS = {"week": "Week starting", "month": "Month"}
 REFERRALS = Referral.__table__  # columns only: the dashboard never loads a Referral object
+COUNTS, SERVICES = DailyCount.__table__, DailyService.__table__
+MONTHLY = {COUNTS: MonthlyCount.__table__, SERVICES: MonthlyService.__table__}
 
 
 @dataclass(frozen=True)
@@ -43,14 +53,29 @@ class Filters:
     urgency: str | None = None
 
     def where(self) -> list:
+        """The cohort's conditions on `referrals`: sent within the range, and the dimension filters."""
         r = REFERRALS.c
-        conditions = [r.created_at >= datetime.combine(self.start, time(), timezone.utc),
-                      r.created_at < datetime.combine(self.end + timedelta(days=1), time(), timezone.utc)]
-        for column, value in ((r.zone_id, self.zone_id), (r.receiver_org_id, self.receiver_id),
-                              (r.sender_org_id, self.sender_id), (r.urgency, self.urgency)):
-            if value is not None:
-                conditions.append(column == value)
-        return conditions
+        return [r.created_at >= datetime.combine(self.start, time(), timezone.utc),
+                r.created_at < datetime.combine(self.end + timedelta(days=1), time(), timezone.utc), *self.keys(REFERRALS)]
+
+    def keys(self, table) -> list:
+        """The dimension filters, on any table that has these columns (referrals or a rollup)."""
+        c = table.c
+        return [column == value for column, value in ((c.zone_id, self.zone_id), (c.receiver_org_id, self.receiver_id),
+                                                      (c.sender_org_id, self.sender_id), (c.urgency, self.urgency))
+                if value is not None]
+
+    def whole_months(self) -> tuple[date, date] | None:
+        """(first, last): the first days of the first and last calendar months wholly inside the range."""
+        first = self.start if self.start.day == 1 else _next_month(self.start)
+        last = self.end.replace(day=1)
+        if _next_month(self.end) != self.end + timedelta(days=1):  # the end's month is cut short
+            last = (last - timedelta(days=1)).replace(day=1)
+        return (first, last) if first <= last else None
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 @dataclass(frozen=True)
@@ -77,12 +102,13 @@ def _const(sql: str):
 
 
 def period_start(column, period: str, dialect: str):
-    """The first day of the column's UTC week (Monday) or month, as 'YYYY-MM-DD'."""
+    """The first day of the UTC week (Monday) or month of the column (a time, or a day), as 'YYYY-MM-DD'."""
     if period not in PERIODS:
         raise ValueError(f"unknown period {period!r}")
     if dialect == "postgresql":
-        day = func.date_trunc(_const(f"'{period}'"), func.timezone(_const("'UTC'"), column))
-        return func.to_char(day, _const("'YYYY-MM-DD'"))
+        day = cast(column, TIMESTAMP) if isinstance(column.type, Date) else \
+            func.timezone(_const("'UTC'"), column)
+        return func.to_char(func.date_trunc(_const(f"'{period}'"), day), _const("'YYYY-MM-DD'"))
     if dialect == "sqlite":  # stored as UTC text; 'weekday 0' moves to Sunday, then back to Monday
         if period == "month":
             return func.strftime(_const("'%Y-%m-01'"), column)
@@ -125,62 +151,114 @@ def _dialect(db: Session) -> str:
     return db.get_bind().dialect.name
 
 
-DIMENSIONS = {"sender": REFERRALS.c.sender_org_id, "team": REFERRALS.c.receiver_org_id, "zone": REFERRALS.c.zone_id,
-              "status": REFERRALS.c.status, "urgency": REFERRALS.c.urgency, "service": referral_services.c.service}
+DIMENSIONS = {"sender": "sender_org_id", "team": "receiver_org_id", "zone": "zone_id", "status": "status",
+              "urgency": "urgency", "service": "service"}
+
+
+def _rollup(f: Filters, daily, columns: tuple[str, ...], months: bool):
+    """The rollup rows of the cohort as one subquery (day, *columns): the daily rows, or, with
+    `months`, the monthly rows of the calendar months wholly in the range (their day is the 1st)
+    and the daily rows of the days around them. Only a table that never buckets by week may take
+    `months`, since a monthly row's day stands for the whole month."""
+    whole = f.whole_months() if months else None
+    if whole is None:
+        return select(daily.c.day, *(daily.c[c] for c in columns)) \
+            .where(daily.c.day >= f.start, daily.c.day <= f.end, *f.keys(daily)).subquery()
+    monthly = MONTHLY[daily]
+    first, last = whole
+    after = _next_month(last)
+    return union_all(
+        select(monthly.c.month.label("day"), *(monthly.c[c] for c in columns))
+        .where(monthly.c.month >= first, monthly.c.month <= last, *f.keys(monthly)),
+        select(daily.c.day, *(daily.c[c] for c in columns))
+        .where(daily.c.day >= f.start, daily.c.day <= f.end, or_(daily.c.day < first, daily.c.day >= after),
+               *f.keys(daily))).subquery()
+
+
+def _sum(column):
+    return cast(func.sum(column), BigInteger)  # a sum of sums is numeric on PostgreSQL; counts are integers
 
 
 def counts_by_period(db: Session, f: Filters, dimension: str) -> list:
     """(period key, dimension key, referrals) per non-empty group. A referral counts once per
     service it needs, so the service groups add up to more than the referrals sent."""
-    period = period_start(REFERRALS.c.created_at, f.period, _dialect(db))
-    key = DIMENSIONS[dimension]
-    statement = select(period, key, func.count()).select_from(REFERRALS)
-    if dimension == "service":
-        statement = statement.join(referral_services, referral_services.c.referral_id == REFERRALS.c.id)
-    return _rows(db, statement.where(*f.where()).group_by(period, key))
+    name = DIMENSIONS[dimension]
+    rows = _rollup(f, SERVICES if dimension == "service" else COUNTS, (name, "referrals"), f.period == "month")
+    # Sum per day first, then bucket the few (day, key) groups: the period expression runs once a group.
+    days = select(rows.c.day, rows.c[name], func.sum(rows.c.referrals).label("referrals")) \
+        .group_by(rows.c.day, rows.c[name]).subquery()
+    period = period_start(days.c.day, f.period, _dialect(db))
+    return _rows(db, select(period, days.c[name], _sum(days.c.referrals)).group_by(period, days.c[name]))
 
 
 def answer_counts(db: Session, f: Filters) -> list:
     """Per receiving team: (team, referrals, accepted, declined, still awaiting an answer)."""
-    r = REFERRALS.c
-    return _rows(db, select(r.receiver_org_id, func.count(), func.count(r.accepted_at),
-                            func.sum(case((r.status == "declined", 1), else_=0)),
-                            func.sum(case((r.status == "sent", 1), else_=0)))
-                 .where(*f.where()).group_by(r.receiver_org_id))
+    c = _rollup(f, COUNTS, ("receiver_org_id", "status", "referrals", "accepted"), True).c
+    return _rows(db, select(c.receiver_org_id, _sum(c.referrals), _sum(c.accepted),
+                            _sum(case((c.status == "declined", c.referrals), else_=0)),
+                            _sum(case((c.status == "sent", c.referrals), else_=0)))
+                 .group_by(c.receiver_org_id))
 
 
 def outcome_counts(db: Session, f: Filters) -> list:
-    r = REFERRALS.c
-    return _rows(db, select(r.outcome, func.count()).where(*f.where(), r.outcome.is_not(None)).group_by(r.outcome))
+    c = _rollup(f, COUNTS, ("outcome", "referrals"), True).c
+    return _rows(db, select(c.outcome, _sum(c.referrals)).where(c.outcome != NO_OUTCOME).group_by(c.outcome))
 
 
-def percentiles(db: Session, f: Filters, later, by_team: bool) -> dict:
-    """{team id (None for all teams): (how many, median hours, 90th percentile hours)} from sending
-    to `later` (accepted_at or first_contact_at), over the referrals that got there."""
+EMPTY = (0, None, None)
+
+
+def response_times(db: Session, f: Filters) -> dict:
+    """{team id (None for all teams): ((accepted, median, 90th percentile hours to accept),
+    (reached, median, 90th percentile hours to first contact))}, from sending, over the referrals
+    that got there; a team none of whose referrals got to either is left out.
+
+    One statement, one pass over the cohort: PostgreSQL's percentile_cont per team and overall
+    (GROUPING SETS); on SQLite one materialized ranking of both durations, aggregated per team and
+    overall."""
     dialect = _dialect(db)
-    hours = hours_between(later, REFERRALS.c.created_at, dialect)
-    group = REFERRALS.c.receiver_org_id if by_team else _const("NULL")
-    where = [*f.where(), later.is_not(None)]
+    r = REFERRALS.c
+    accept, contact = (hours_between(later, r.created_at, dialect) for later in (r.accepted_at, r.first_contact_at))
+    where = [*f.where(), or_(r.accepted_at.is_not(None), r.first_contact_at.is_not(None))]
     if dialect == "postgresql":
-        statement = select(group, func.count(hours), *(func.percentile_cont(_const(p)).within_group(hours)
-                                                       for p in ("0.5", "0.9"))).where(*where)
-        rows = _rows(db, statement.group_by(group) if by_team else statement)
+        def cont(hours):
+            return [func.count(hours), *(func.percentile_cont(_const(p)).within_group(hours) for p in ("0.5", "0.9"))]
+
+        rows = _rows(db, select(r.receiver_org_id, func.grouping(r.receiver_org_id), *cont(accept), *cont(contact))
+                     .where(*where).group_by(func.grouping_sets(tuple_(r.receiver_org_id), tuple_())))
     else:
-        partition = [group] if by_team else None
-        ranked = select(group.label("team"), hours.label("hours"),
-                        (func.row_number().over(partition_by=partition, order_by=hours) - 1).label("ordinal"),
-                        func.count().over(partition_by=partition).label("n")).where(*where).subquery()
+        # Ranks among the non-null durations only: a NULL falls into its own partition.
+        def ranks(hours, name, partition):
+            return [(func.row_number().over(partition_by=[*partition, hours.is_(None)], order_by=hours) - 1)
+                    .label(f"{name}_ord"), func.count(hours).over(partition_by=partition or None).label(f"{name}_n")]
 
-        def cont(p: str):
-            position = _const(p) * (ranked.c.n - 1)
-            below = cast(position, Integer)  # floor, as the position is never negative
-            fraction = position - below
-            return func.sum(case((ranked.c.ordinal == below, ranked.c.hours * (1 - fraction)),
-                                 (ranked.c.ordinal == below + 1, ranked.c.hours * fraction), else_=0.0))
+        ranked = select(r.receiver_org_id.label("team"), accept.label("accept"), contact.label("contact"),
+                        *ranks(accept, "accept_team", [r.receiver_org_id]), *ranks(accept, "accept_all", []),
+                        *ranks(contact, "contact_team", [r.receiver_org_id]), *ranks(contact, "contact_all", [])
+                        ).where(*where).cte("ranked").prefix_with("MATERIALIZED")
 
-        rows = _rows(db, select(ranked.c.team, func.max(ranked.c.n), cont("0.5"), cont("0.9"))
-                     .group_by(ranked.c.team))
-    return {team: (n or 0, _hours(p50), _hours(p90)) for team, n, p50, p90 in rows if n}
+        def cont(hours: str, scope: str):
+            value, ordinal, n = ranked.c[hours], ranked.c[f"{hours}_{scope}_ord"], ranked.c[f"{hours}_{scope}_n"]
+            result = [func.max(n)]
+            for p in ("0.5", "0.9"):
+                position = _const(p) * (n - 1)
+                below = cast(position, Integer)  # floor, as the position is never negative
+                fraction = position - below
+                result.append(func.sum(case((and_(value.is_not(None), ordinal == below), value * (1 - fraction)),
+                                            (and_(value.is_not(None), ordinal == below + 1), value * fraction),
+                                            else_=0.0)))
+            return result
+
+        per_team = select(ranked.c.team, _const("0"), *cont("accept", "team"), *cont("contact", "team")) \
+            .group_by(ranked.c.team)
+        overall = select(cast(_const("NULL"), String), _const("1"), *cont("accept", "all"), *cont("contact", "all"))
+        rows = _rows(db, per_team.union_all(overall))
+    result = {}
+    for team, overall, a_n, a_50, a_90, c_n, c_50, c_90 in rows:
+        if a_n or c_n:
+            result[None if overall else team] = ((a_n, _hours(a_50), _hours(a_90)) if a_n else EMPTY,
+                                                 (c_n, _hours(c_50), _hours(c_90)) if c_n else EMPTY)
+    return result
 
 
 def _hours(value) -> float | None:
@@ -214,13 +292,20 @@ TABLES = (*CROSSTABS, "acceptance", "response-times", "outcomes")
 
 
 def build_table(db: Session, f: Filters, ref: Reference, slug: str) -> Table:
-    if slug in CROSSTABS:
-        return _crosstab(db, f, ref, slug)
-    return {"acceptance": _acceptance, "response-times": _response_times, "outcomes": _outcomes}[slug](db, f, ref)
+    """One table, from up-to-date rollups (refreshed in the caller's transaction, which commits)."""
+    rollups.refresh(db)
+    return _build(db, f, ref, slug)
 
 
 def build_tables(db: Session, f: Filters, ref: Reference) -> list[Table]:
-    return [build_table(db, f, ref, slug) for slug in TABLES]
+    rollups.refresh(db)
+    return [_build(db, f, ref, slug) for slug in TABLES]
+
+
+def _build(db: Session, f: Filters, ref: Reference, slug: str) -> Table:
+    if slug in CROSSTABS:
+        return _crosstab(db, f, ref, slug)
+    return {"acceptance": _acceptance, "response-times": _response_times, "outcomes": _outcomes}[slug](db, f, ref)
 
 
 def _span(f: Filters) -> str:
@@ -282,17 +367,14 @@ def _acceptance(db: Session, f: Filters, ref: Reference) -> Table:
 
 
 def _response_times(db: Session, f: Filters, ref: Reference) -> Table:
-    accept = percentiles(db, f, REFERRALS.c.accepted_at, by_team=True)
-    contact = percentiles(db, f, REFERRALS.c.first_contact_at, by_team=True)
-    empty = (0, None, None)
+    times = response_times(db, f)
 
     def row(label, a, c):
         return [label, a[0], a[1], a[2], c[0], c[1], c[2]]
 
-    rows = sorted((row(_team_name(ref, t), accept.get(t, empty), contact.get(t, empty)) for t in {*accept, *contact}),
+    rows = sorted((row(_team_name(ref, t), a, c) for t, (a, c) in times.items() if t is not None),
                   key=lambda r: r[0].lower())
-    totals = row("All teams", percentiles(db, f, REFERRALS.c.accepted_at, by_team=False).get(None, empty),
-                 percentiles(db, f, REFERRALS.c.first_contact_at, by_team=False).get(None, empty))
+    totals = row("All teams", *times.get(None, (EMPTY, EMPTY)))
     columns = ["Receiving team", "Accepted", "Median hours to accept", "90th percentile hours to accept",
                "Reached", "Median hours to first contact", "90th percentile hours to first contact"]
     return Table("response-times", "Time to accept and to first contact",
