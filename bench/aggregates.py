@@ -101,9 +101,11 @@ def naive_table(db, f: queries.Filters, slug: str):
     where = f.where()
     if slug in queries.CROSSTABS:
         dimension = queries.CROSSTABS[slug][0]
-        statement = select(r.created_at, queries.DIMENSIONS[dimension]).where(*where)
         if dimension == "service":
-            statement = statement.join(referral_services, referral_services.c.referral_id == r.id)
+            statement = select(r.created_at, referral_services.c.service).where(*where) \
+                .join(referral_services, referral_services.c.referral_id == r.id)
+        else:
+            statement = select(r.created_at, r[queries.DIMENSIONS[dimension]]).where(*where)
         return Counter((_period(created, f.period), key) for created, key in db.execute(statement))
     if slug == "acceptance":
         counts = defaultdict(lambda: [0, 0, 0, 0])

@@ -13,6 +13,8 @@ are published, as the nightly jobs would have. Prints how long each part took.
 
 Bulk loading runs with session_replication_role = replica (foreign-key triggers off, as
 pg_restore does): the simulation writes consistent rows, and a check afterwards counts orphans.
+Replica mode also skips the triggers that keep the dashboard's daily rollups, so they are rebuilt
+afterwards (portal/dashboards/rollups.rebuild, what `portal dashboards rebuild` runs).
 """
 from __future__ import annotations
 
@@ -208,6 +210,14 @@ def orphans(dsn: str) -> dict[str, int]:
         return {name: conn.execute(sql).fetchone()[0] for name, sql in checks.items()}
 
 
+def rebuild_rollups(database) -> None:
+    """The dashboard's daily rollups: COPY in replica mode skipped the triggers that keep them."""
+    from portal.dashboards import rollups
+    with database.sessions() as db:
+        rollups.rebuild(db)
+        db.commit()
+
+
 def vacuum(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE)")
@@ -261,6 +271,7 @@ def generate(url: str, referrals: int, seed: int, state_dir: Path, audit_events:
     loaded = clock.run("history (simulate, seal, COPY)", load_history, world, state.kek_file.read_text(), seed,
                        dsn, referrals, workers, chunk, quiet)
     size = clock.run("audit log (seq in time order)", finish_audit, dsn, audit_events)
+    clock.run("dashboard rollups rebuilt", rebuild_rollups, database)
     clock.run("vacuum and analyze", vacuum, dsn)
     missing = orphans(dsn)
     if any(missing.values()):
