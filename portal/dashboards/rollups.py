@@ -34,7 +34,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import TIMESTAMP, Date, cast, delete, exists, func, insert, literal_column, or_, select
+from sqlalchemy import TIMESTAMP, Date, cast, delete, exists, func, insert, literal_column, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from portal.models import DailyCount, DailyService, DirtyDay, MonthlyCount, MonthlyService, Referral, referral_services
@@ -71,8 +72,9 @@ def refresh(db: Session) -> int:
     days = sorted(set(db.scalars(delete(DirtyDay).returning(DirtyDay.day))))
     if days:
         ranges = _ranges(days)
+        _add_to_months(db, ranges, -1)  # take the days' old rows out of their months,
         _aggregate(db, ranges)
-        _sum_months(db, _months(ranges))
+        _add_to_months(db, ranges, +1)  # and put the new ones in
     return len(days)
 
 
@@ -146,6 +148,33 @@ def _aggregate(db: Session, ranges: list[tuple[date, date]] | None) -> None:
         select(*keys, service, func.count())
         .select_from(REFERRALS.join(referral_services, referral_services.c.referral_id == r.id))
         .where(*sent).group_by(*keys, service)))
+
+
+ROLLUPS = ((DailyCount.__table__, MonthlyCount.__table__, ("status", "outcome"), ("referrals", "accepted")),
+           (DailyService.__table__, MonthlyService.__table__, ("service",), ("referrals",)))
+KEYS = ("sender_org_id", "receiver_org_id", "zone_id", "urgency")
+
+
+def _add_to_months(db: Session, ranges: list[tuple[date, date]], sign: int) -> None:
+    """Add (+1) or subtract (-1) the daily rows of the days in `ranges` to or from their months;
+    a monthly row that falls to no referral goes. Cheaper than summing a whole month again."""
+    dialect = db.get_bind().dialect.name
+    for daily, monthly, extra, counted in ROLLUPS:
+        keys = [*KEYS, *extra]
+        days = or_(*(daily.c.day.between(first, last) for first, last in ranges))
+        month = month_of(daily.c.day, dialect).label("month")
+        summed = select(month, *(daily.c[k] for k in keys), *(func.sum(daily.c[c]).label(c) for c in counted)) \
+            .where(days).group_by(month, *(daily.c[k] for k in keys))
+        if sign < 0:
+            d = summed.subquery()
+            db.execute(update(monthly).values({c: monthly.c[c] - d.c[c] for c in counted})
+                       .where(monthly.c.month == d.c.month, *(monthly.c[k] == d.c[k] for k in keys)))
+            continue
+        upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(monthly) \
+            .from_select(["month", *keys, *counted], summed)
+        db.execute(upsert.on_conflict_do_update(index_elements=["month", *keys],
+                                                set_={c: monthly.c[c] + upsert.excluded[c] for c in counted}))
+        db.execute(delete(monthly).where(monthly.c.month.in_(_months(ranges)), monthly.c.referrals == 0))
 
 
 def _sum_months(db: Session, months: list[date] | None) -> None:
