@@ -3,9 +3,9 @@
 Triggers on `referrals` and `referral_services` (migration c0a0d17e0008) mark the UTC day a
 referral was sent on dirty, in the writer's own transaction, whenever something the rollups count
 changes. `refresh` claims the marks, deletes those days' rollup rows and aggregates the days again
-from `referrals` with one INSERT … SELECT … GROUP BY per rollup table, then sums the months of
-those days again from the daily rows. `rebuild` does the same for every day (after a bulk load that
-skipped the triggers, or to repair). Neither loads a referral into Python: the only rows fetched
+from `referrals` with one INSERT … SELECT … GROUP BY per rollup table, taking the days' old daily
+rows out of their months before and adding the new ones after. `rebuild` recomputes every day and
+sums every month (after a bulk load that skipped the triggers, or to repair). Neither loads a referral into Python: the only rows fetched
 are the claimed days.
 
 Why a count is never lost nor doubled, on PostgreSQL under READ COMMITTED (every statement sees
@@ -24,8 +24,8 @@ what was committed when it started):
   claimed and stays for the next refresh. Whatever a writer commits during a refresh therefore
   leaves its day dirty or is already counted.
 - Replacing a day (delete its rows, insert its aggregate) is idempotent: aggregating a day that
-  was not dirty, or twice, gives the same rows. A month is summed from daily rows that only
-  refreshes write, in the same turn, so it always equals its days.
+  was not dirty, or twice, gives the same rows. A month changes only by the difference of
+  its days' daily rows, which only refreshes write, in the same turn: it always equals its days.
 
 SQLite takes its write lock for the whole transaction (BEGIN IMMEDIATE, portal/db.py), so a
 refresh there runs while no writer does; the writer column is 0.
