@@ -294,6 +294,12 @@ def retention_run():
                f"{done['purged_referrals']} closed referral(s) purged of personal fields; "
                f"{done['pruned_links']} dead sign-in link(s) and {done['pruned_throttles']} stale lockout counter(s) "
                "deleted")
+    # Ended consents revoke referrals sent on days across the whole history: bring the dashboard's
+    # rollups up to date here, so that no page request has to re-aggregate them.
+    from portal.dashboards import rollups
+    days = rollups.refresh(session)
+    session.commit()
+    click.echo(f"dashboard rollups: {days} day(s) refreshed")
 
 
 @cli.group()

@@ -349,3 +349,18 @@ def test_concurrent_writers_and_refreshing_readers_lose_and_double_nothing(app, 
     assert not errors, errors
     assert refreshed["a"] and refreshed["b"]  # both readers did refresh while the writers wrote
     assert_dashboard_exact(app)
+
+
+def test_the_retention_command_leaves_no_day_for_a_page_to_refresh(app, world, ids):
+    """Retention revokes referrals sent on days across the history; the nightly command refreshes
+    their rollups itself, so the next dashboard page re-aggregates nothing."""
+    from portal.cli import cli
+    with app.app_context():
+        db = get_session()
+        assert db.scalar(select(func.count()).select_from(DirtyDay)) > 0  # the fixture's referrals
+    result = app.test_cli_runner().invoke(cli, ["retention", "run"])
+    assert result.exit_code == 0, result.output
+    assert "day(s) refreshed" in result.output
+    with app.app_context():
+        assert get_session().scalar(select(func.count()).select_from(DirtyDay)) == 0
+    assert_dashboard_exact(app)
