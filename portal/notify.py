@@ -14,7 +14,7 @@ from datetime import datetime
 from email.message import EmailMessage
 
 from flask import current_app
-from sqlalchemy import exists, func, insert, literal, or_, select, update
+from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from portal.auth import account_mail, tokens
@@ -30,26 +30,33 @@ SENDER_HEARS = ("accepted", "declined", "completed", "cancelled", "revoked")
 MAX_ATTEMPTS = 10
 
 
+# The members of a team who hear of a new referral: active and joined. Invited but not yet joined
+# (no password, no linked sign-in): the invitation is their only mail.
+_TEAM = select(User.id).where(
+    User.organization_id == bindparam("receiver_org_id"), User.active.is_(True),
+    or_(User.password_hash.is_not(None), exists().where(LinkedIdentity.user_id == User.id)))
+_NEW_REFERRAL = ("kind", "referral_id", "account_token_id", "status", "created_at", "sent_at", "attempts",
+                 "last_error")
+# Their mails in one statement, where the database makes the ids itself (PostgreSQL). Built once:
+# composing it is most of what it costs.
+_TEAM_MAIL = insert(Notification.__table__).from_select(
+    ["id", "recipient_id", *_NEW_REFERRAL],
+    _TEAM.with_only_columns(func.gen_random_uuid(), User.id,
+                            *(bindparam(name, type_=Notification.__table__.c[name].type) for name in _NEW_REFERRAL)),
+    include_defaults=False)
+
+
 def enqueue_new_referral(db: Session, referral: Referral, now: datetime | None = None) -> None:
-    """A mail to every joined, active member of the receiving team, in one statement where the
-    database can make the ids itself (PostgreSQL): the team is never loaded as objects."""
-    # Invited but not yet joined (no password, no linked sign-in): the invitation is their only mail.
-    team = (User.organization_id == referral.receiver_org_id, User.active.is_(True),
-            or_(User.password_hash.is_not(None), exists().where(LinkedIdentity.user_id == User.id)))
+    """A mail to every joined, active member of the receiving team; the team is never loaded as objects."""
     row = {"kind": "new_referral", "referral_id": referral.id, "account_token_id": None, "status": "sent",
            "created_at": now or utcnow(), "sent_at": None, "attempts": 0, "last_error": None}
-    table = Notification.__table__
     if db.get_bind().dialect.name == "postgresql":
-        columns = [table.c[name] for name in row]
-        db.execute(insert(table).from_select(
-            ["id", "recipient_id", *row],
-            select(func.gen_random_uuid(), User.id,
-                   *(literal(value, column.type) for value, column in zip(row.values(), columns))).where(*team),
-            include_defaults=False))
+        db.execute(_TEAM_MAIL, {"receiver_org_id": referral.receiver_org_id, **row})
         return
-    recipients = db.scalars(select(User.id).where(*team)).all()
+    recipients = db.scalars(_TEAM, {"receiver_org_id": referral.receiver_org_id}).all()
     if recipients:
-        db.execute(insert(table), [{"id": uuid.uuid4(), "recipient_id": user_id, **row} for user_id in recipients])
+        db.execute(insert(Notification.__table__),
+                   [{"id": uuid.uuid4(), "recipient_id": user_id, **row} for user_id in recipients])
 
 
 def enqueue_status_change(db: Session, referral: Referral, actor: User | None) -> None:

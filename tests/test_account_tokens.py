@@ -411,19 +411,24 @@ def test_signed_out_visitor_cannot_reach_the_admin_pages(mail_app, inbox, make):
 
 def test_an_invited_account_gets_no_referral_mail_until_it_joins(app, make):
     """Until the invitation is followed, the invitation is the only mail an address receives."""
-    from portal.models import Referral
-    from portal.notify import enqueue_new_referral
+    from portal.referrals import service
+    from portal.referrals.inputs import ConsentInput, ReferralInput
     team = make.org("cvi_team")
     joined = make.user(team, "staff")
+    nurse = make.user(make.org("hospital_program"), "staff")
     with app.app_context():
         db = get_session()
         invited_id = admin_service.invite_user(db, app.extensions["portal.keyring"], db.get(Organization, team.id),
                                                "invited@example.test", "Invited", "staff").id
+        admin_service.create_zone(db, "Z1", "Zone 1")
         db.commit()
-        referral = Referral(receiver_org_id=team.id)  # only its receiver and id are read
-        referral.id = uuid.uuid4()
-        enqueue_new_referral(db, referral)
-        recipients = {n.recipient_id for n in db.new if isinstance(n, Notification)}
+        ctx = service.Context(db, app.extensions["portal.keyring"], app.extensions["portal.pdp"],
+                              db.get(User, nurse.id))
+        referral = service.create_referral(ctx, ReferralInput(
+            receiver_org_id=team.id, person={"preferred_name": "P", "phone": "+15550100100"}, age_band="18_24",
+            zone="Z1", reason="assault", services=["intensive_mentoring"], urgency="routine", note=None,
+            consent=ConsentInput("verbal", [team.id], ["contact"], ctx.now + timedelta(days=30), ctx.now)))
+        recipients = set(db.scalars(select(Notification.recipient_id).where(Notification.referral_id == referral.id)))
         db.rollback()
     assert recipients == {joined.id} and invited_id not in recipients
 

@@ -11,23 +11,25 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from portal.admin import service as admin_service
 from portal.audit.log import current_tree
 from portal.db import get_session
 from portal.models import AuditEvent, Consent, DataKey, Notification, Referral, ReferralEvent, User
-from portal.referrals import vault
+from portal.referrals import service, vault
+from portal.referrals.inputs import parse_referral
 from tests.conftest import PASSWORD, csrf_token, login
 from tests.referral_world import build_world
 from tests.test_query_counts import _difference, counting
 
 API = "/api/v1"
-# Per creation, the session's read, two lookups (organizations, zone), the rows (consent and its
-# recipients, referral, services, event, data key), the team's mail and the audit append. On
-# PostgreSQL the mail is one INSERT … SELECT; SQLite reads the team first (it cannot make ids),
-# and its transactions begin with an explicit BEGIN IMMEDIATE (portal/db.py).
-BUDGET = {"postgresql": 12, "sqlite": 14}
+# Per creation on PostgreSQL: the session's read, one lookup (the organizations with the zone), one
+# INSERT per table (consent, its recipients, referral, services, event, data key), one of the
+# team's mails (INSERT … SELECT) and the audit append (two). SQLite reads the team's ids before
+# their mails (it cannot make ids) and begins its transactions with BEGIN IMMEDIATE (portal/db.py).
+BUDGET = {"postgresql": 11, "sqlite": 13}
 PERSON = {"preferred_name": "Dee", "phone": "(555) 201-0042", "best_time": "evenings", "language": "English",
           "safe_to_text": True, "safe_voicemail": False, "code_word": None}
 
@@ -165,3 +167,27 @@ def test_a_refused_creation_writes_nothing(app, world):
         db = get_session()
         for model in (Referral, Consent, Notification, ReferralEvent, DataKey):
             assert db.scalar(select(model).limit(1)) is None, model.__name__
+
+
+def test_a_repeated_id_fails_in_the_database_and_leaves_only_the_first(app, world):
+    """Two creations under one id (an Idempotency-Key racing itself): the second INSERT fails on
+    the primary key before any of its objects joins the session, and its rollback leaves the
+    first referral, its consent and its mail exactly as they were."""
+    key = uuid.uuid4()
+    with app.app_context():
+        db = get_session()
+        nurse = db.get(User, world.nurse.id)
+
+        def create():
+            ctx = service.Context(db, app.extensions["portal.keyring"], app.extensions["portal.pdp"], nurse)
+            return service.create_referral(ctx, parse_referral(body(world), ctx.now), referral_id=key)
+
+        first = create()
+        db.commit()
+        with pytest.raises(IntegrityError):
+            create()
+        assert [o for o in db if isinstance(o, Consent)] == [first.consent]
+        db.rollback()
+        assert [db.scalar(select(func.count()).select_from(model)) for model in (Referral, Consent, Notification)] \
+            == [1, 1, 3]
+        assert db.get(Referral, key).consent_id == first.consent_id
