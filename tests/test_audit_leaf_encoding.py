@@ -62,3 +62,27 @@ def test_leaf_timestamps_keep_their_text():
     assert _timestamp(datetime(2026, 1, 1, 1, 30, tzinfo=east)) == "2025-12-31T23:30:00.000000Z"
     assert _timestamp(datetime(2026, 1, 1, tzinfo=east)) == \
         datetime(2026, 1, 1, tzinfo=east).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_append_stores_every_draft_as_given_in_order(app):
+    """PostgreSQL takes a request's events as one statement of arrays, SQLite as a multi-row insert:
+    on both, each row holds its draft's fields exactly, absent ids and awkward text included, and
+    the seq numbers follow the drafts' order."""
+    drafts = [Draft(action=f"a{i}", resource_type=value[:32] or "Portal", resource_id=value[:64] or None,
+                    decision=("allow", "deny")[i % 2], actor_id=uuid.uuid4() if i % 3 else None,
+                    organization_id=None if i % 2 else uuid.uuid4(), policy_ids=("z.policy", value[:20]),
+                    request_id=value[:32] or None, detail={"note": value, "n": i})
+              for i, value in enumerate(AWKWARD * 3)]
+    at = datetime(2026, 3, 1, 12, 0, 1, 250000, tzinfo=timezone.utc)
+    with app.app_context():
+        db = get_session()
+        before = db.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1))
+        seqs = append(db, drafts, at)
+        db.commit()
+        stored = list(db.scalars(select(AuditEvent).where(AuditEvent.seq >= seqs.start).order_by(AuditEvent.seq)))
+    assert seqs.start == (-1 if before is None else before) + 1 and len(seqs) == len(drafts)
+    assert [e.seq for e in stored] == list(seqs)
+    assert [(e.action, e.resource_type, e.resource_id, e.decision, e.actor_id, e.organization_id, e.policy_ids,
+             e.request_id, e.detail, e.at) for e in stored] == \
+        [(d.action, d.resource_type, d.resource_id, d.decision, d.actor_id, d.organization_id,
+          ",".join(sorted(d.policy_ids)), d.request_id, canonical_json(d.detail), at) for d in drafts]
