@@ -3,7 +3,8 @@
     python -m bench.loadgen SPEC.json RESULT.json
 
 SPEC: {"host", "port", "duration", "warmup", "clients": [{"method", "paths", "headers", "body",
-"count", "variants"}]}; `variants` (optional) are alternatives to headers and body taken in turn
+"count", "variants"}]}, or "groups": {name: clients} and "rounds" instead of "clients" (run()
+says how groups take turns); `variants` (optional) are alternatives to headers and body taken in turn
 (one client acting for several accounts). Each client sends one request at a time, cycling through its paths, for warmup +
 duration seconds; the requests that complete within the measured window (after the warm-up)
 give the throughput and the latencies.
@@ -99,16 +100,42 @@ async def _client(spec: dict, plan: dict, start: float, stats: dict) -> None:
                                       "body": body[:300].decode("utf-8", "replace")})
 
 
-async def run(plan: dict) -> dict:
-    stats = {"latencies": [], "statuses": {}, "failures": [], "counts": []}
+def _new_stats() -> dict:
+    return {"latencies": [], "statuses": {}, "failures": [], "counts": []}
+
+
+async def _load(plan: dict, clients: list[dict], stats: dict) -> None:
     start = time.perf_counter()
-    await asyncio.gather(*(_client(spec, plan, start, stats) for spec in plan["clients"]))
+    await asyncio.gather(*(_client(spec, plan, start, stats) for spec in clients))
+
+
+async def run(plan: dict) -> dict:
+    """One load; or, when the plan has `groups` ({name: clients}) and `rounds`, each group in turn,
+    round after round, each turn for duration / rounds seconds (after the warm-up, or a second's
+    settling in later rounds): groups compared with each other then see the same spells of
+    whatever else the machine is doing, instead of one group's luck. Answers {name: result}."""
+    if "groups" not in plan:
+        stats = _new_stats()
+        await _load(plan, plan["clients"], stats)
+        return _summary(stats, len(plan["clients"]), plan["duration"])
+    rounds = max(1, int(plan.get("rounds", 1)))
+    turn = plan["duration"] / rounds
+    stats = {name: _new_stats() for name in plan["groups"]}
+    for r in range(rounds):
+        for name, clients in plan["groups"].items():
+            await _load({**plan, "duration": turn, "warmup": plan["warmup"] if r == 0 else min(1.0, plan["warmup"])},
+                        clients, stats[name])
+    return {name: {**_summary(stats[name], len(clients), plan["duration"]), "rounds": rounds}
+            for name, clients in plan["groups"].items()}
+
+
+def _summary(stats: dict, clients: int, seconds: float) -> dict:
     latencies = sorted(stats["latencies"])
     ms = [v * 1000 for v in latencies]
     ok = sum(n for status, n in stats["statuses"].items() if 200 <= status < 300)
     result = {
-        "clients": len(plan["clients"]), "seconds": plan["duration"], "requests": len(latencies),
-        "ok": ok, "rps": round(ok / plan["duration"], 1),
+        "clients": clients, "seconds": seconds, "requests": len(latencies),
+        "ok": ok, "rps": round(ok / seconds, 1),
         "p50_ms": _round(percentile(ms, 0.5)), "p95_ms": _round(percentile(ms, 0.95)),
         "p99_ms": _round(percentile(ms, 0.99)), "max_ms": _round(ms[-1] if ms else None),
         "statuses": {str(k): v for k, v in sorted(stats["statuses"].items())}, "failures": stats["failures"],

@@ -133,11 +133,14 @@ def inbox_plans(database_url: str, user_id) -> list[dict]:
 
 
 # -- load phases -------------------------------------------------------------------------------
-def load(port: int, clients: list[dict], duration: float, warmup: float, workdir: Path, name: str) -> dict:
-    """Run bench/loadgen.py in its own process and return its result."""
+def load(port: int, clients: list[dict] | dict, duration: float, warmup: float, workdir: Path, name: str,
+         rounds: int = 1) -> dict:
+    """Run bench/loadgen.py in its own process and return its result: `clients` a list, or
+    {group name: clients} taking turns for `rounds` rounds (see bench/loadgen.run)."""
     spec, out = workdir / f"{name}.spec.json", workdir / f"{name}.result.json"
+    shape = {"groups": clients, "rounds": rounds} if isinstance(clients, dict) else {"clients": clients}
     spec.write_text(json.dumps({"host": "127.0.0.1", "port": port, "duration": duration, "warmup": warmup,
-                                "clients": clients}))
+                                **shape}))
     subprocess.run([str(BIN / "python"), "-m", "bench.loadgen", str(spec), str(out)], cwd=ROOT, check=True)
     return json.loads(out.read_text())
 
@@ -174,18 +177,21 @@ def web(env: dict, people: dict, credentials: dict, args, workdir: Path, failure
                                  **({} if baseline else {"Cookie": browsers[uid].cookie_header()})},
                      "count": count} for uid in seat]
 
-        phases = {
-            "inbox": clients(lambda uid: ["/referrals/inbox"], ROW_MARK),
-            "inbox_baseline": clients(lambda uid: [f"/bench/baseline/inbox?user={uid}"], ROW_MARK, True),
-            "detail": clients(lambda uid: [f"/referrals/{r}" for r in people["pages"][uid]]),
-            "detail_baseline": clients(lambda uid: [f"/bench/baseline/referrals/{r}?user={uid}"
-                                                    for r in people["pages"][uid]], baseline=True),
+        # Each page and its baseline take turns (args.rounds rounds), so that both meet the same
+        # spells of other work on the machine: the ratio is the figure that matters.
+        pairs = {
+            "inbox": {"inbox": clients(lambda uid: ["/referrals/inbox"], ROW_MARK),
+                      "inbox_baseline": clients(lambda uid: [f"/bench/baseline/inbox?user={uid}"], ROW_MARK, True)},
+            "detail": {"detail": clients(lambda uid: [f"/referrals/{r}" for r in people["pages"][uid]]),
+                       "detail_baseline": clients(lambda uid: [f"/bench/baseline/referrals/{r}?user={uid}"
+                                                               for r in people["pages"][uid]], baseline=True)},
         }
-        for name, spec in phases.items():
-            results[name] = load(server.port, spec, args.duration, args.warmup, workdir, name)
-            _report(name, results[name], failures)
+        for pair, groups in pairs.items() if "a" in args.items else ():
+            results.update(load(server.port, groups, args.duration, args.warmup, workdir, pair, args.rounds))
+            for name in groups:
+                _report(name, results[name], failures)
         creators = []
-        for i in range(args.create_clients):
+        for i in range(args.create_clients if "d" in args.items else 0):
             # Each client takes turns with its share of the accounts: the API's rate limit is per account.
             mine = nurses[i::args.create_clients] or [nurses[i % len(nurses)]]
             code, team = people["zones"][i % len(people["zones"])]
@@ -193,11 +199,12 @@ def web(env: dict, people: dict, credentials: dict, args, workdir: Path, failure
                              "variants": [{"headers": {"X-Forwarded-Proto": "https", "Content-Type": "application/json",
                                                        "Accept": "application/json", **nurse.headers("/referrals/new")}}
                                           for nurse in mine]})
-        results["create"] = load(server.port, creators, args.duration, args.warmup, workdir, "create")
-        _report("create", results["create"], failures)
+        if creators:
+            results["create"] = load(server.port, creators, args.duration, args.warmup, workdir, "create")
+            _report("create", results["create"], failures)
         monitor.stop()
         results["memory"] = monitor.summary()
-        for name in ("inbox", "inbox_baseline"):
+        for name in ("inbox", "inbox_baseline") if "a" in args.items else ():
             counted = results[name].get("counted", {})
             failures.check(counted.get("min", 0) > 0, f"{name}: a page showed no rows ({counted})")
     finally:
@@ -389,17 +396,18 @@ def run(args) -> int:
             env["PORTAL_REDIS_URL"] = redis
         result["redis"] = redis is not None
 
-        print("item c: dashboard and police tables, in-process", flush=True)
-        from portal.config import ROOT as PORTAL_ROOT
-        from portal.db import Database, utcnow
-        from portal.releases.catalog import load_catalog
-        database = Database(url)
-        try:
-            result["aggregates"] = aggregates.measure(database, load_catalog(PORTAL_ROOT / "policies"),
-                                                      utcnow().date(), args.query_repeats, args.naive_repeats,
-                                                      log=lambda line: print(line, flush=True))
-        finally:
-            database.dispose()
+        if "c" in args.items:
+            print("item c: dashboard and police tables, in-process", flush=True)
+            from portal.config import ROOT as PORTAL_ROOT
+            from portal.db import Database, utcnow
+            from portal.releases.catalog import load_catalog
+            database = Database(url)
+            try:
+                result["aggregates"] = aggregates.measure(database, load_catalog(PORTAL_ROOT / "policies"),
+                                                          utcnow().date(), args.query_repeats, args.naive_repeats,
+                                                          log=lambda line: print(line, flush=True))
+            finally:
+                database.dispose()
 
         print("items a, d, f: gunicorn (2 workers) under load", flush=True)
         people = cast(url)
@@ -413,8 +421,9 @@ def run(args) -> int:
                     print(log.read_text()[-3000:], file=sys.stderr)
                 raise
 
-        print("items d, e: audit verify and retention", flush=True)
-        result["commands"] = commands(env, url, failures)
+        if "e" in args.items:
+            print("items d, e: audit verify and retention", flush=True)
+            result["commands"] = commands(env, url, failures)
         manifest = state.manifest_path(make_url(url).database)
         if manifest.exists():  # this database is no longer as generated: say so to the next run
             manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "measured_at": result["started_at"]},
@@ -447,6 +456,7 @@ def main(argv=None) -> None:
     parser.add_argument("--state-dir", type=Path, default=ROOT / "instance" / "bench")
     parser.add_argument("--duration", type=float, default=20, help="seconds of measured load per phase")
     parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--rounds", type=int, default=4, help="turns each page and its baseline take (item a)")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--create-clients", type=int, default=8)
     parser.add_argument("--create-accounts", type=int, default=16,
@@ -455,17 +465,22 @@ def main(argv=None) -> None:
     parser.add_argument("--naive-repeats", type=int, default=5)
     parser.add_argument("--max-requests", type=int, default=None,
                         help="override gunicorn's worker recycling (docker/gunicorn.conf.py: 1000)")
+    parser.add_argument("--items", default="acdef", type=lambda text: set(text) & set("acdef"),
+                        help="which items to measure (default acdef; f comes with a or d; b is bench/policy_bench.py)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="20,000 referrals in a scratch database, short load")
     parser.add_argument("--keep", action="store_true", help="with --smoke: keep the scratch database")
     args = parser.parse_args(argv)
     args.scratch_state = False
+    if args.items != set("acdef") and args.out == ROOT / "bench" / "results" / "latest.json":
+        args.out = ROOT / "bench" / "results" / "partial.json"  # latest.json keeps the last full run
     if args.smoke:
         base = make_url(args.database_url)
         args.database_url = base.set(database=f"portal_bench_smoke_{os.getpid()}_{uuid.uuid4().hex[:6]}") \
             .render_as_string(hide_password=False)
         args.referrals, args.regenerate = min(args.referrals, 20_000), True
         args.duration, args.warmup = min(args.duration, 4), min(args.warmup, 1)
+        args.rounds = min(args.rounds, 2)
         args.query_repeats, args.naive_repeats = min(args.query_repeats, 3), min(args.naive_repeats, 1)
         args.create_accounts = min(args.create_accounts, 8)
         if args.state_dir == ROOT / "instance" / "bench":
