@@ -297,6 +297,10 @@ def retention_run():
                "deleted")
     # Ended consents revoke referrals sent on days across the whole history: bring the dashboard's
     # rollups up to date here, so that no page request has to re-aggregate them.
+    _refresh_rollups(session)
+
+
+def _refresh_rollups(session) -> None:
     from portal.dashboards import rollups
     started = time.monotonic()
     days = rollups.refresh(session)
@@ -378,12 +382,19 @@ def dashboards():
 @dashboards.command("rebuild")
 def dashboards_rebuild():
     """Recompute every daily rollup from the referrals (after a bulk load that skipped the triggers)."""
-    import time
     from portal.dashboards import rollups
     session, started = _db(), time.perf_counter()
     rollups.rebuild(session)
     session.commit()
+    _record_system(Event.DASHBOARDS_REBUILT)
     click.echo(f"dashboard rollups rebuilt in {time.perf_counter() - started:.1f} s")
+
+
+@dashboards.command("refresh")
+def dashboards_refresh():
+    """Re-aggregate the days whose referrals changed since the last refresh. Run from cron every few
+    minutes, so that the first dashboard read after busy hours does not pay for it; safe to run often."""
+    _refresh_rollups(_db())
 
 
 @cli.group()

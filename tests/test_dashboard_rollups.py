@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from portal.config import ROOT
 from portal.dashboards import queries, rollups
 from portal.db import get_session
-from portal.models import DailyCount, DailyService, DirtyDay, MonthlyCount, MonthlyService, User, referral_services
+from portal.models import AuditEvent, DailyCount, DailyService, DirtyDay, MonthlyCount, MonthlyService, User, referral_services
 from portal.models.rollup import NO_OUTCOME
 from portal.referrals import maintenance, service
 from tests.conftest import KEK, SECRET
@@ -271,16 +271,45 @@ def test_rebuild_command_restores_emptied_rollups(app, world, ids, database_url,
         rollups.refresh(db)  # nothing is dirty: a refresh cannot know
         assert stored_rollups(db) == stored_monthly(db) == ({}, {})
         db.rollback()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
-    env.update(PORTAL_ENV="development", PORTAL_DATABASE_URL=database_url, PORTAL_SECRET_KEY=SECRET,
-               PORTAL_INSTANCE_PATH=str(tmp_path / "instance"), PORTAL_KEK=KEK)
-    result = subprocess.run([sys.executable, "-m", "portal.cli", "dashboards", "rebuild"], capture_output=True,
-                            text=True, env=env, cwd=ROOT, timeout=120)
+    result = run_cli(database_url, tmp_path, "dashboards", "rebuild")
     assert result.returncode == 0, result.stderr
     assert "rollups rebuilt" in result.stdout
     with app.app_context():
         assert (stored_rollups(get_session()), stored_monthly(get_session())) == expected
+        # An operator's command: it is in the audit log, by no account.
+        event = get_session().scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).one()
+        assert (event.action, event.actor_id, event.decision) == ("system.dashboards_rebuilt", None, "allow")
     assert_dashboard_exact(app)
+
+
+def test_refresh_command_brings_changed_days_up_to_date_before_any_reader(app, world, ids, database_url, tmp_path):
+    """`portal dashboards refresh` (cron) re-aggregates the dirty days, so no page request pays for them."""
+    assert_dashboard_exact(app)
+    with app.app_context():
+        db = get_session()
+        before = stored_rollups(db)
+        db.execute(queries.REFERRALS.update().where(R.id == ids["r2"]).values(urgency="urgent", status="declined"))
+        db.commit()
+        assert db.scalar(select(func.count()).select_from(DirtyDay)) == 1
+        assert stored_rollups(db) == before != reference_rollups(db)
+        db.rollback()
+    result = run_cli(database_url, tmp_path, "dashboards", "refresh")
+    assert result.returncode == 0, result.stderr
+    assert "dashboard rollups: 1 day(s) refreshed in" in result.stdout
+    with app.app_context():
+        db = get_session()
+        assert db.scalar(select(func.count()).select_from(DirtyDay)) == 0
+        reference = reference_rollups(db)
+        assert (stored_rollups(db), stored_monthly(db)) == (reference, by_month(*reference))
+    assert "0 day(s) refreshed" in run_cli(database_url, tmp_path, "dashboards", "refresh").stdout
+
+
+def run_cli(database_url, tmp_path, *args) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    env.update(PORTAL_ENV="development", PORTAL_DATABASE_URL=database_url, PORTAL_SECRET_KEY=SECRET,
+               PORTAL_INSTANCE_PATH=str(tmp_path / "instance"), PORTAL_KEK=KEK)
+    return subprocess.run([sys.executable, "-m", "portal.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
 
 
 # -- concurrency ------------------------------------------------------------------------------------

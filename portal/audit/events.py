@@ -23,3 +23,4 @@ class Event(StrEnum):
     RELEASE_CORRECTED = "system.release_corrected"
     RETENTION_RUN = "system.retention_run"
     KEYS_ROTATED = "system.keys_rotated"
+    DASHBOARDS_REBUILT = "system.dashboards_rebuilt"
