@@ -99,6 +99,13 @@ class Referral(Base):
         # The inbox walks its team's open referrals in page order and stops at a page.
         partial_index("ix_referrals_inbox_open", "receiver_org_id", "urgency", "created_at", where=OPEN),
         partial_index("ix_referrals_purge_due", "closed_at", where=PURGE_DUE),  # retention's claim
+        # The city dashboard's response times read their cohort from this index alone (index-only scan,
+        # every filter column included); only referrals that were accepted or reached have a duration.
+        Index("ix_referrals_response_times", "created_at",
+              postgresql_include=["receiver_org_id", "accepted_at", "first_contact_at", "zone_id", "sender_org_id",
+                                  "urgency"],
+              postgresql_where=text("accepted_at IS NOT NULL OR first_contact_at IS NOT NULL"),
+              sqlite_where=text("accepted_at IS NOT NULL OR first_contact_at IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
