@@ -6,7 +6,7 @@ import pytest
 
 from portal.config import ROOT
 from portal.policy import Action, PolicyEngine, PolicyError
-from portal.policy.enumerate import enumerate_decisions, schema_actions
+from portal.policy.decision_table import enumerate_decisions, schema_actions
 from portal.policy.gate import declared_action, is_public
 
 POLICIES = ROOT / "policies"

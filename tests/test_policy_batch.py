@@ -12,7 +12,7 @@ import pytest
 from portal.models import Consent, Organization, Referral, User
 from portal.policy import Action, PolicyEngine, decide, decide_each, decide_many
 from portal.policy.actions import REFERRAL_VIEWS
-from portal.policy.enumerate import enumerate_decisions
+from portal.policy.decision_table import enumerate_decisions
 from portal.policy.projection import REFERRAL_WORK
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"

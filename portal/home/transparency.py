@@ -5,7 +5,7 @@ from collections import defaultdict
 
 from portal.models.organization import ORG_KINDS
 from portal.policy.engine import PolicyEngine
-from portal.policy.enumerate import enumerate_decisions, schema_actions
+from portal.policy.decision_table import enumerate_decisions, schema_actions
 
 
 def transparency_table(pdp: PolicyEngine) -> dict:

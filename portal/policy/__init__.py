@@ -77,9 +77,9 @@ def decide_each(user, actions, resources, pdp: PolicyEngine | None = None) -> li
         requests = [(name, resource_uid(each)) for _, each in unknown for name in names]
         decisions = pdp.decide_many(uid("User", user.id), requests, entities)
         _log_errors(decisions)
-        n = len(names)  # (no enumerate() here: the submodule portal.policy.enumerate hides it)
-        for start, (form, _) in zip(range(0, len(decisions), n), unknown):
-            rows[form] = decisions[start:start + n]
+        n = len(names)
+        for i, (form, _) in enumerate(unknown):
+            rows[form] = decisions[i * n:(i + 1) * n]
             pdp.remember(form, rows[form])
     return [list(rows[form]) for form in forms]
 

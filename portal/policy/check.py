@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 
 from portal.policy.engine import PolicyEngine
-from portal.policy.enumerate import RELATIONS, enumerate_decisions
+from portal.policy.decision_table import RELATIONS, enumerate_decisions
 
 TABLE = "decisions.csv"
 # Everything a police account may ever be allowed: its own home and account, and the
