@@ -69,3 +69,19 @@ def test_retention_claims_use_their_partial_indexes(app, database_url):
         db.rollback()
     assert "ix_consents_unrevoked_expiry" in explained[0], explained[0]
     assert "ix_referrals_purge_due" in explained[1], explained[1]
+
+
+def test_the_index_predicates_name_the_statuses_the_code_means():
+    """The predicates are SQL text (a partial index needs a constant); the status lists in them must
+    stay those of portal/referrals/codes.py and of the queries that rely on the indexes."""
+    import re
+
+    from portal.models import referral as model
+    from portal.referrals import codes
+
+    def statuses(predicate: str) -> set[str]:
+        return set(re.findall(r"'([a-z_]+)'", re.search(r"status IN \(([^)]*)\)", predicate).group(1)))
+
+    assert statuses(model.OPEN) == set(codes.OPEN_STATUSES) == set(queries.OPEN.right.value)
+    assert statuses(model.PURGE_DUE) == set(codes.CLOSED_STATUSES) - {"revoked"} == \
+        set(maintenance.PURGEABLE.right.value)
