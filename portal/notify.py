@@ -10,7 +10,7 @@ import logging
 import smtplib
 import uuid
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from flask import current_app
@@ -28,6 +28,10 @@ log = logging.getLogger("portal.notify")
 # The sender hears about these changes; the everyday work in between stays with the team.
 SENDER_HEARS = ("accepted", "declined", "completed", "cancelled", "revoked")
 MAX_ATTEMPTS = 10
+# How long a claimed notification is left to the run that claimed it. Longer than any send of one
+# batch (100 mails, each well under a second on a working server; the SMTP timeout is 10 s a step),
+# so no other run sends it meanwhile; a run that dies mid-send leaves it retried after the lease.
+CLAIM_LEASE = timedelta(minutes=10)
 
 
 # The members of a team who hear of a new referral: active and joined. Invited but not yet joined
@@ -122,33 +126,39 @@ def deliver_pending(db: Session, config, limit: int = 100) -> tuple[int, int]:
     outgoing = _claim(db, config, limit)
     if not outgoing:
         return 0, 0
-    errors = _transmit(config.smtp, [message for _, message in outgoing])
-    for (notification_id, _), error in zip(outgoing, errors):
+    errors = _transmit(config.smtp, [message for _, _, message in outgoing])
+    for (notification_id, attempts, _), error in zip(outgoing, errors):
         notification = db.get(Notification, notification_id)
         if error is None:
             _sent(db, notification)
         else:
             notification.last_error = error
+        if notification.attempts == attempts:  # still our claim (not re-claimed after an expired lease)
+            notification.claimed_until = None  # sent, or free for the next run to retry
     db.commit()
     failed = sum(error is not None for error in errors)
     return len(errors) - failed, failed
 
 
 def _claim(db: Session, config, limit: int) -> list[tuple]:
-    """(notification id, message) for each waiting notification this worker claimed; committed.
+    """(notification id, attempts, message) for each waiting notification this worker claimed; committed.
 
-    The claim counts the attempt only if nobody has counted it since we read it, so two workers
-    that find the same row send it once; a worker that dies after claiming leaves it for a retry.
+    A claimed row is leased to this worker: no other run takes it until the send is recorded or,
+    if the worker died, the lease has run out. The claim counts the attempt only if nobody has
+    counted it since we read it, so two workers that find the same free row send it once.
     """
+    now = utcnow()
+    lease_free = or_(Notification.claimed_until.is_(None), Notification.claimed_until < now)
     pending = list(db.scalars(select(Notification).where(Notification.sent_at.is_(None),
-                                                         Notification.attempts < MAX_ATTEMPTS)
+                                                         Notification.attempts < MAX_ATTEMPTS, lease_free)
                               .order_by(Notification.created_at).limit(limit)))
     outgoing = []
     for notification in pending:
+        attempts = notification.attempts
         claimed = db.execute(update(Notification).where(Notification.id == notification.id,
-                                                        Notification.attempts == notification.attempts,
-                                                        Notification.sent_at.is_(None))
-                             .values(attempts=Notification.attempts + 1)
+                                                        Notification.attempts == attempts,
+                                                        Notification.sent_at.is_(None), lease_free)
+                             .values(attempts=attempts + 1, claimed_until=now + CLAIM_LEASE)
                              .execution_options(synchronize_session="fetch")).rowcount
         if not claimed:
             continue
@@ -156,7 +166,7 @@ def _claim(db: Session, config, limit: int) -> list[tuple]:
         if message is None:  # an account link replaced, used or expired before it went out
             db.delete(notification)
             continue
-        outgoing.append((notification.id, message))
+        outgoing.append((notification.id, attempts + 1, message))
     db.commit()
     return outgoing
 
