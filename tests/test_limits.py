@@ -186,6 +186,34 @@ def test_redis_storage_is_one_budget_for_two_workers(database_url, tmp_path, app
             worker.extensions["portal.db"].dispose()
 
 
+def test_the_api_budget_in_redis_is_the_account_s_across_workers_one_counter_a_call(
+        database_url, tmp_path, app, make, monkeypatch, redis_prefix):
+    """The account's API budget on the real Redis, as production keeps it: two sessions of one
+    account on two workers share it (15 calls on each, then 429 on either), and every call moves
+    one counter by one -- the limit costs one Redis round trip a call, whatever the route."""
+    monkeypatch.setattr(limits, "API_LIMIT", "30 per minute")
+    workers = [make_test_app(database_url, tmp_path, PORTAL_REDIS_URL=REDIS_URL, RATELIMIT_KEY_PREFIX=redis_prefix)
+               for _ in range(2)]
+    try:
+        user = make.user(make.org("city_office"))
+        one, two = (w.test_client() for w in workers)
+        assert login(one, user.email).status_code == 302 and login(two, user.email).status_code == 302
+        routes = ["/api/v1/openapi.json", "/api/v1/referrals?box=sent"]
+        statuses = [client.get(routes[i % 2]).status_code for i in range(15) for client in (one, two)]
+        assert set(statuses) <= {200, 403} and len(statuses) == 30  # refused by the policy or not, each call counts
+        stored = redis.Redis.from_url(REDIS_URL)
+        counters = list(stored.scan_iter(match=f"*{redis_prefix}*user:{user.id}*"))
+        assert len(counters) == 1 and int(stored.get(counters[0])) == 30
+        stored.close()
+        for client in (two, one):
+            limited = client.get("/api/v1/openapi.json")
+            assert limited.status_code == 429 and limited.mimetype == "application/problem+json"
+            assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    finally:
+        for worker in workers:
+            worker.extensions["portal.db"].dispose()
+
+
 def test_a_redis_outage_does_not_lock_anyone_out(database_url, tmp_path, app, make, caplog):
     """With Redis unreachable the portal keeps answering -- each process counts in its own memory
     meanwhile -- and still refuses the 61st attempt from one address."""
