@@ -9,6 +9,7 @@ GUNICORN_CMD_ARGS="--bind 127.0.0.1:8001 --workers 1".
 """
 from __future__ import annotations
 
+import gc
 import os
 
 
@@ -35,6 +36,15 @@ worker_class = "sync"
 # Each worker builds its own app and its own database pool after the fork: no connection is
 # ever shared between processes, and a bad setting fails in `portal db upgrade` before this.
 preload_app = False
+
+
+def post_worker_init(worker) -> None:
+    """Once the worker has built its app: what start-up made (routes, templates, policies,
+    SQLAlchemy's mappers) lives as long as the worker, so take it out of the cyclic garbage
+    collector's walks, which then cover only what requests make. An inbox page costs 15-20% less
+    of the worker's CPU (bench/README.md, item a)."""
+    gc.freeze()
+
 
 # -- timeouts and recycling --------------------------------------------------------------------
 timeout = 30              # a worker silent this long is killed and replaced

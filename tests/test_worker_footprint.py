@@ -27,3 +27,20 @@ def test_the_app_and_a_page_leave_scipy_unloaded(tmp_path):
                             "Statistic('y', frozenset({'y'}), 27, 27), Statistic('x', frozenset({'x'}), None, 3)], 11))"],
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0 and "Violation" in check.stdout, check.stderr[-2000:]
+
+
+def test_a_worker_takes_its_start_up_objects_out_of_the_garbage_collectors_walks(tmp_path):
+    """docker/gunicorn.conf.py's post_worker_init freezes what the built app holds (bench/README.md, item a)."""
+    program = (PROGRAM.replace('print(sorted(m for m in sys.modules if m == "scipy" or m.startswith("scipy.")))', "")
+               % (tmp_path / "db.sqlite3", SECRET, tmp_path / "instance", KEK)) + """
+import gc, runpy
+from portal.config import ROOT
+settings = runpy.run_path(str(ROOT / "docker" / "gunicorn.conf.py"))
+before = gc.get_freeze_count()
+settings["post_worker_init"](None)
+print(before, gc.get_freeze_count())
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = map(int, done.stdout.split())
+    assert before == 0 and after > 50_000, after  # the app's routes, templates, policies and mappers
