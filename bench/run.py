@@ -464,7 +464,7 @@ def main(argv=None) -> None:
     parser.add_argument("--query-repeats", type=int, default=20)
     parser.add_argument("--naive-repeats", type=int, default=5)
     parser.add_argument("--max-requests", type=int, default=None,
-                        help="override gunicorn's worker recycling (docker/gunicorn.conf.py: 1000)")
+                        help="override gunicorn's worker recycling (docker/gunicorn.conf.py: 10000)")
     parser.add_argument("--items", default="acdef", type=lambda text: set(text) & set("acdef"),
                         help="which items to measure (default acdef; f comes with a or d; b is bench/policy_bench.py)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
