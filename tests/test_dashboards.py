@@ -516,3 +516,23 @@ def test_csv_cells_cannot_smuggle_a_spreadsheet_formula():
     assert _cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
     assert _cell("@SUM(A1)") == "'@SUM(A1)" and _cell("North Team") == "North Team"
     assert (_cell(None), _cell(4), _cell(7.5)) == ("", "4", "7.5")
+
+
+@pytest.mark.postgres_only
+def test_every_dashboard_read_is_planned_for_its_own_window(app, ids, city):
+    """psycopg prepares a statement after five runs and PostgreSQL may then keep one generic plan,
+    blind to the dates; at 1M referrals that made whole-history tables five times slower from the
+    eleventh read of a worker on. Each read must be planned for its parameters."""
+    from sqlalchemy import text
+    with app.app_context():
+        db = get_session()
+        ref = queries.reference(db)
+        for _ in range(3):
+            for start in (date(2024, 1, 1), date(2024, 3, 1), date(2023, 6, 1), date(2024, 2, 5)):
+                for slug in ("by-status", "acceptance"):
+                    queries.build_table(db, queries.Filters(start, date(2024, 6, 30), "month"), ref, slug)
+        generic, custom = db.execute(text(
+            "SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0) FROM pg_prepared_statements "
+            "WHERE statement LIKE '%dashboard_%' AND cardinality(parameter_types) > 0")).one()
+        db.rollback()
+    assert custom > 0 and generic == 0, (generic, custom)

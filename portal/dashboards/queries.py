@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import TIMESTAMP, BigInteger, Date, Float, Integer, String, and_, case, cast, func, literal_column, or_, select, tuple_, union_all
+from sqlalchemy import TIMESTAMP, BigInteger, Date, Float, Integer, String, and_, case, cast, func, literal_column, or_, select, text, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from portal.dashboards import rollups
@@ -311,13 +311,25 @@ TABLES = (*CROSSTABS, "acceptance", "response-times", "outcomes")
 
 def build_table(db: Session, f: Filters, ref: Reference, slug: str) -> Table:
     """One table, from up-to-date rollups (refreshed in the caller's transaction, which commits)."""
-    rollups.refresh(db)
+    _prepare(db)
     return _build(db, f, ref, slug)
 
 
 def build_tables(db: Session, f: Filters, ref: Reference) -> list[Table]:
-    rollups.refresh(db)
+    _prepare(db)
     return [_build(db, f, ref, slug) for slug in TABLES]
+
+
+def _prepare(db: Session) -> None:
+    """Up-to-date rollups, and a plan for each statement's own dates.
+
+    psycopg prepares a statement after five runs, and after five more PostgreSQL may keep one
+    generic plan for any parameters. Planned blind to the window, a whole-history table read its
+    rollups five times slower (31 → 150 ms from the eleventh run on); the planning it saves is
+    well under a millisecond. SET LOCAL ends with the caller's transaction."""
+    if _dialect(db) == "postgresql":
+        db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    rollups.refresh(db)
 
 
 def _build(db: Session, f: Filters, ref: Reference, slug: str) -> Table:
