@@ -85,3 +85,13 @@ def test_the_index_predicates_name_the_statuses_the_code_means():
     assert statuses(model.OPEN) == set(codes.OPEN_STATUSES) == set(queries.OPEN.right.value)
     assert statuses(model.PURGE_DUE) == set(codes.CLOSED_STATUSES) - {"revoked"} == \
         set(maintenance.PURGEABLE.right.value)
+
+
+@pytest.mark.postgres_only
+def test_referrals_are_vacuumed_often_enough_for_index_only_scans(app):
+    """Migration c0a0d17e0011: the response times' covering index is read alone only where the
+    visibility map is current, and the recent weeks it serves are the rows being updated."""
+    with app.app_context():
+        options = get_session().execute(text("SELECT reloptions FROM pg_class WHERE relname = 'referrals'")).scalar()
+    assert sorted(options) == ["autovacuum_analyze_scale_factor=0.01", "autovacuum_vacuum_insert_scale_factor=0.01",
+                               "autovacuum_vacuum_scale_factor=0.01"]
