@@ -12,6 +12,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from portal.db import plan_for_these_values
 from portal.models import AuditEvent, Organization, Referral, User
 from portal.policy.actions import REFERRAL_VIEWS
 
@@ -86,6 +87,7 @@ def disclosures(db: Session, referral: Referral) -> list[dict]:
 
 def search(db: Session, filters: AuditFilters, before: int | None = None) -> tuple[list[dict], int | None]:
     """One page of matching events, newest first, and the `before` cursor of the next page."""
+    plan_for_these_values(db)  # a rare action wants its index, a common one the newest events
     query = _with_names(select(AuditEvent))
     if filters.actor_id:
         query = query.where(AuditEvent.actor_id == filters.actor_id)

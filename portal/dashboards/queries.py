@@ -28,10 +28,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import TIMESTAMP, BigInteger, Date, Float, Integer, String, and_, case, cast, func, literal_column, or_, select, text, tuple_, union_all
+from sqlalchemy import TIMESTAMP, BigInteger, Date, Float, Integer, String, and_, case, cast, func, literal_column, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from portal.dashboards import rollups
+from portal.db import plan_for_these_values
 from portal.models import DailyCount, DailyService, MonthlyCount, MonthlyService, Organization, Referral, Zone
 from portal.models.rollup import NO_OUTCOME
 from portal.referrals import codes
@@ -321,14 +322,8 @@ def build_tables(db: Session, f: Filters, ref: Reference) -> list[Table]:
 
 
 def _prepare(db: Session) -> None:
-    """Up-to-date rollups, and a plan for each statement's own dates.
-
-    psycopg prepares a statement after five runs, and after five more PostgreSQL may keep one
-    generic plan for any parameters. Planned blind to the window, a whole-history table read its
-    rollups five times slower (31 → 150 ms from the eleventh run on); the planning it saves is
-    well under a millisecond. SET LOCAL ends with the caller's transaction."""
-    if _dialect(db) == "postgresql":
-        db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    """Up-to-date rollups, and each statement planned for its own window."""
+    plan_for_these_values(db)
     rollups.refresh(db)
 
 
