@@ -5,9 +5,11 @@ PostgreSQL too. With CI=true a skipped test is a failure: nothing may quietly no
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -289,10 +291,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
+class SlowInbox(Inbox):
+    """Takes 1.5 s over each message, and says when the first one arrives."""
+
+    def __init__(self):
+        super().__init__()
+        self.receiving = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):
+        self.receiving.set()
+        await asyncio.sleep(1.5)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _serving(inbox):
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield controller, inbox
     controller.stop()
+
+
+@pytest.fixture
+def smtp():
+    yield from _serving(Inbox())
+
+
+@pytest.fixture
+def slow_smtp():
+    yield from _serving(SlowInbox())

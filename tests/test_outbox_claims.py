@@ -7,7 +7,6 @@ import threading
 from datetime import timedelta
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
 from portal.auth import tokens
@@ -15,7 +14,6 @@ from portal.db import get_session, utcnow
 from portal.models import Notification
 from portal.notify import deliver_pending
 from tests.conftest import free_port, make_test_app
-from tests.test_outbox_delivery import SlowInbox
 
 
 def smtp_app(database_url, tmp_path, port):
@@ -39,15 +37,6 @@ def deliver(app):
 def outbox(app) -> list[Notification]:
     with app.app_context():
         return list(get_session().scalars(select(Notification)))
-
-
-@pytest.fixture
-def slow_smtp():
-    inbox = SlowInbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
 
 
 def test_a_run_that_starts_while_another_sends_sends_nothing(database_url, tmp_path, make, slow_smtp):

@@ -6,32 +6,17 @@ over each message while another connection writes.
 """
 import threading
 
-from aiosmtpd.controller import Controller
 from sqlalchemy import select, update
 
 from portal.auth import tokens
 from portal.db import get_session
 from portal.models import Notification, User
 from portal.notify import deliver_pending
-from tests.conftest import Inbox, free_port, make_test_app
+from tests.conftest import make_test_app
 
 
-class SlowInbox(Inbox):
-    def __init__(self):
-        super().__init__()
-        self.receiving = threading.Event()
-
-    async def handle_DATA(self, server, session, envelope):
-        import asyncio
-        self.receiving.set()
-        await asyncio.sleep(1.5)
-        return await super().handle_DATA(server, session, envelope)
-
-
-def test_a_slow_mail_server_does_not_hold_the_database(database_url, tmp_path, make):
-    inbox = SlowInbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
+def test_a_slow_mail_server_does_not_hold_the_database(database_url, tmp_path, make, slow_smtp):
+    controller, inbox = slow_smtp
     app = make_test_app(database_url, tmp_path, PORTAL_SMTP_HOST="127.0.0.1", PORTAL_SMTP_PORT=str(controller.port))
     try:
         user = make.user(make.org("city_office"))
@@ -62,5 +47,4 @@ def test_a_slow_mail_server_does_not_hold_the_database(database_url, tmp_path, m
             sent = get_session().scalar(select(Notification))
             assert sent.sent_at is not None and sent.attempts == 1
     finally:
-        controller.stop()
         app.extensions["portal.db"].dispose()
