@@ -21,6 +21,7 @@ down_revision = 'c0a0d17e0010'
 branch_labels = None
 depends_on = None
 
+
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE referrals SET (autovacuum_vacuum_scale_factor = 0.01, "

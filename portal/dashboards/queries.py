@@ -229,8 +229,8 @@ def response_times(db: Session, f: Filters) -> dict:
     that got there; a team none of whose referrals got to either is left out.
 
     One statement, one pass over the cohort: PostgreSQL's percentile_cont per team and overall
-    (GROUPING SETS) over the durations computed once a row, read from the covering index
-    ix_referrals_response_times alone; on SQLite one materialized ranking of both durations,
+    (GROUPING SETS) over the durations computed once a row, from the covering index
+    ix_referrals_response_times (alone where the visibility map is current); on SQLite one materialized ranking of both durations,
     aggregated per team and overall."""
     dialect = _dialect(db)
     r = REFERRALS.c
@@ -312,16 +312,16 @@ TABLES = (*CROSSTABS, "acceptance", "response-times", "outcomes")
 
 def build_table(db: Session, f: Filters, ref: Reference, slug: str) -> Table:
     """One table, from up-to-date rollups (refreshed in the caller's transaction, which commits)."""
-    _prepare(db)
+    _before_reading(db)
     return _build(db, f, ref, slug)
 
 
 def build_tables(db: Session, f: Filters, ref: Reference) -> list[Table]:
-    _prepare(db)
+    _before_reading(db)
     return [_build(db, f, ref, slug) for slug in TABLES]
 
 
-def _prepare(db: Session) -> None:
+def _before_reading(db: Session) -> None:
     """Up-to-date rollups, and each statement planned for its own window."""
     plan_for_these_values(db)
     rollups.refresh(db)
